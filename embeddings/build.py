@@ -1,0 +1,159 @@
+"""Building an index generation from a corpus: tokens and BM25, embeddings and FAISS, the manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from embeddings.corpus import Corpus
+from embeddings.dense import Embedder
+from embeddings.fusion import calibration_queries, choose_dense_weight
+from embeddings.lexical import LexicalIndex
+from embeddings.passage import Passage
+from embeddings.settings import EngineSettings
+from embeddings.store import FORMAT_VERSION, build_lock, commit_generation, new_generation, speech_record
+from embeddings.tokenize import Tokenizer, passage_tokenizer, query_tokenizer, write_query_dictionary
+from embeddings.vectors import EmbeddingCache, build_vector_index, save_vector_index
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class BuildReport:
+    directory: Path
+    passages: int
+    embedded: int
+    reused: int
+    dense_weight: float | None
+
+
+def search_text(passage: Passage) -> str:
+    """What both retrievers see: the title and section path give every passage its context."""
+    return f"{passage.title}\n{passage.section}\n{passage.text}"
+
+
+def dictionary_hash(settings: EngineSettings) -> str:
+    digest = hashlib.sha256()
+    for name in (settings.lexical.user_dict, settings.lexical.stopwords):
+        path = Path(name)
+        digest.update(path.read_bytes() if path.is_file() else b"-")
+    return digest.hexdigest()[:16]
+
+
+def model_slug(model: str) -> str:
+    return hashlib.sha256(model.encode()).hexdigest()[:12] + "-" + Path(model).name.replace("/", "-")[:40]
+
+
+def build_index(
+    corpus: Corpus,
+    settings: EngineSettings,
+    root: Path,
+    embedder: Embedder | None,
+    dense_note: str = "",
+    progress: bool = False,
+    extra_manifest: dict[str, Any] | None = None,
+) -> BuildReport:
+    """Write a complete new generation for `corpus` and switch it live; the old one serves until then."""
+    lexical_settings = settings.lexical
+    tokenizer = passage_tokenizer(Path(lexical_settings.user_dict), Path(lexical_settings.stopwords), lexical_settings.bigrams)
+    texts = [search_text(p) for p in corpus.passages]
+    iterator = tqdm(texts, desc="tokenising", unit="passage", disable=not progress, leave=False)
+    token_lists = [tokenizer(text) for text in iterator]
+    lexical = LexicalIndex.build(token_lists, lexical_settings.k1, lexical_settings.b)
+
+    with build_lock(root):
+        directory = new_generation(root)
+        lexical.save(directory / "lexical")
+        corpus_words = {w for text in texts for w in tokenizer.words(text)}
+        write_query_dictionary(directory / "query_dict.txt", corpus_words, Path(lexical_settings.user_dict))
+        _write_jsonl(directory / "passages.jsonl", (p.to_dict() for p in corpus.passages))
+        _write_jsonl(directory / "speeches.jsonl", (speech_record(s) for s in corpus.speeches))
+
+        dense: dict[str, Any] | None = None
+        embedded = reused = 0
+        weight: float | None = None
+        if embedder is not None:
+            vectors, embedded, reused = _embed(corpus.passages, texts, embedder, root, progress)
+            save_vector_index(build_vector_index(vectors, settings.dense.index), directory / "dense.faiss")
+            weight = _dense_weight(settings, texts, tokenizer, directory, lexical, embedder, vectors)
+            dense = {"model": embedder.name, "dimension": embedder.dimension, "index": settings.dense.index, "weight": weight}
+
+        manifest = {
+            "format": FORMAT_VERSION,
+            "package_version": _version("speechqa"),
+            "bm25s_version": _version("bm25s"),
+            "corpus_root": str(corpus.root),
+            "corpus_hash": corpus.content_hash,
+            "config_hash": settings.index_hash(),
+            "dictionary_hash": dictionary_hash(settings),
+            "counts": {"speeches": len(corpus.speeches), "passages": len(corpus.passages), "vocabulary": len(lexical.vocab)},
+            "dense": dense,
+            "dense_note": dense_note,
+            **(extra_manifest or {}),
+        }
+        commit_generation(root, directory, manifest)
+    logger.info("index built in %s: %d passages, %d embedded, %d reused", directory, len(texts), embedded, reused)
+    return BuildReport(directory, len(texts), embedded, reused, weight)
+
+
+def _embed(
+    passages: tuple[Passage, ...], texts: list[str], embedder: Embedder, root: Path, progress: bool
+) -> tuple[np.ndarray, int, int]:
+    """Vectors for every passage, embedding only those whose content the cache has not seen."""
+    cache = EmbeddingCache(root / "cache" / model_slug(embedder.name))
+    keys = [p.content_hash for p in passages]
+    missing = [i for i, key in enumerate(keys) if cache.get(key) is None]
+    if missing:
+        fresh = embedder.embed_passages([texts[i] for i in missing], show_progress=progress)
+        for i, vector in zip(missing, fresh, strict=True):
+            cache.put(keys[i], vector)
+        cache.save(set(keys))
+    vectors = np.stack([cache.get(key) for key in keys]).astype(np.float32)
+    return vectors, len(missing), len(keys) - len(missing)
+
+
+def _dense_weight(
+    settings: EngineSettings,
+    texts: list[str],
+    tokenizer: Tokenizer,
+    directory: Path,
+    lexical: LexicalIndex,
+    embedder: Embedder,
+    vectors: np.ndarray,
+) -> float:
+    configured = settings.fusion.dense_weight
+    if configured != "auto":
+        return float(configured)
+    queries = calibration_queries(texts, tokenizer.words)
+    question_tokens = query_tokenizer(directory / "query_dict.txt", Path(settings.lexical.stopwords), settings.lexical.bigrams)
+    query_vectors = embedder.embed_queries([q for q, _ in queries]) if queries else np.zeros((0, vectors.shape[1]))
+    by_text = {q: query_vectors[i] for i, (q, _) in enumerate(queries)}
+    weight = choose_dense_weight(
+        queries,
+        lambda q: lexical.scores(question_tokens(q)),
+        lambda q: vectors @ by_text[q],
+        settings.fusion.candidates,
+    )
+    logger.info("calibrated dense weight %.2f on %d held-out sentences", weight, len(queries))
+    return weight
+
+
+def _write_jsonl(path: Path, records: Any) -> None:
+    with path.open("w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "unknown"

@@ -1,0 +1,110 @@
+"""A folder of speeches → cleaned speeches and their passages, with a report of what could not be read.
+
+One bad file never stops the rest: it becomes a `Problem` naming the file and the reason. The same
+speech saved under two names is indexed once and cited under both names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from embeddings.errors import CorpusError, UnreadableSpeech
+from embeddings.load import SUPPORTED_SUFFIXES, read_document
+from embeddings.passage import Passage, Speech
+from embeddings.segment import segment_speech
+from embeddings.settings import SegmentSettings
+from embeddings.structure import build_speech
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Corpus:
+    root: Path
+    speeches: tuple[Speech, ...]
+    passages: tuple[Passage, ...]
+    problems: tuple[Problem, ...]
+
+    @property
+    def content_hash(self) -> str:
+        """Changes when any speech's cleaned text, id or source name changes."""
+        digest = hashlib.sha256()
+        for speech in self.speeches:
+            digest.update(f"{speech.speech_id}\0{speech.source}\0{speech.aliases}\0{speech.content_hash}\n".encode())
+        return digest.hexdigest()
+
+
+def speech_files(root: Path) -> Iterator[Path]:
+    """Supported files below `root` in a stable order; symlink loops and hidden files are skipped."""
+    seen_dirs: set[tuple[int, int]] = set()
+    for directory, subdirs, files in os.walk(root, followlinks=True):
+        try:
+            stat = Path(directory).stat()
+        except OSError:
+            subdirs[:] = []
+            continue
+        if (stat.st_dev, stat.st_ino) in seen_dirs:
+            subdirs[:] = []  # a symlink loop: this folder was already walked
+            continue
+        seen_dirs.add((stat.st_dev, stat.st_ino))
+        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+        for name in sorted(files):
+            if name.startswith((".", "~$")) or not name.lower().endswith(SUPPORTED_SUFFIXES):
+                continue
+            yield Path(directory) / name
+
+
+def speech_id_for(relative: Path) -> str:
+    """A stable id from the file's path inside the corpus: `sub/讲话 1.docx` → `sub/讲话-1`."""
+    stem = relative.with_suffix("").as_posix()
+    return re.sub(r"\s+", "-", stem.strip()) or "speech"
+
+
+def load_corpus(root: Path, settings: SegmentSettings) -> Corpus:
+    """Load every speech below `root`; raise `CorpusError` only when none at all can be used."""
+    if not root.exists():
+        raise CorpusError(f"corpus folder {root} does not exist", "put .txt, .md or .docx speeches there")
+    if not root.is_dir():
+        raise CorpusError(f"corpus path {root} is not a folder", "point [corpus] path at a folder")
+    speeches: list[Speech] = []
+    problems: list[Problem] = []
+    by_hash: dict[str, int] = {}
+    for path in speech_files(root):
+        relative = path.relative_to(root)
+        try:
+            speech = build_speech(read_document(path), speech_id_for(relative), relative.as_posix())
+        except UnreadableSpeech as error:
+            problems.append(Problem(relative.as_posix(), str(error).removeprefix(f"{path}: ")))
+            continue
+        if not speech.paragraphs:
+            problems.append(Problem(relative.as_posix(), "has a title but no body text to index"))
+            continue
+        first = by_hash.get(speech.content_hash)
+        if first is not None:
+            kept = speeches[first]
+            speeches[first] = replace(kept, aliases=(*kept.aliases, speech.source))
+            logger.info("%s duplicates %s; indexed once", speech.source, kept.source)
+            continue
+        by_hash[speech.content_hash] = len(speeches)
+        speeches.append(speech)
+    for problem in problems:
+        logger.warning("skipped %s: %s", problem.path, problem.reason)
+    passages = tuple(p for speech in speeches for p in segment_speech(speech, settings))
+    if not speeches:
+        raise CorpusError(
+            f"no readable speech in {root}" + (f" ({len(problems)} file(s) skipped)" if problems else ""),
+            "add UTF-8 or GBK .txt/.md files or .docx files to the folder",
+        )
+    return Corpus(root, tuple(speeches), passages, tuple(problems))

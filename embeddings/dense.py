@@ -1,0 +1,152 @@
+"""The dense side's seam: an `Embedder`, the sentence-transformers one, and finding its model offline.
+
+Nothing here imports torch until a model is actually loaded, so lexical-only mode never pays for
+it. Whether a model can be had is decided from the file system first (a local folder, the Hugging
+Face cache); the network is tried only when building an index, with a short timeout, because the
+hub client otherwise retries for over a minute before giving up.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlparse
+
+import numpy as np
+
+from embeddings.errors import ModelUnavailable
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_ENDPOINT = "https://huggingface.co"
+
+
+class Embedder(Protocol):
+    """Turns texts into L2-normalised float32 vectors, so inner product is cosine similarity."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def dimension(self) -> int: ...
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray: ...
+
+    def embed_passages(self, texts: list[str], show_progress: bool = False) -> np.ndarray: ...
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model; the query instruction (bge-style) goes before questions only."""
+
+    def __init__(self, model: str, query_instruction: str, batch_size: int, device: str, local_only: bool) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        try:
+            self._model = SentenceTransformer(model, device=device, local_files_only=local_only)
+        except (OSError, ValueError, RuntimeError) as error:
+            raise ModelUnavailable(f"embedding model {model} cannot be loaded: {error}", _SUPPLY_HINT) from error
+        self._name = model
+        self._instruction = query_instruction
+        self._batch_size = batch_size
+        dimension = self._model.get_sentence_embedding_dimension()
+        self._dimension = int(dimension) if dimension else int(self.embed_queries(["维度"]).shape[1])
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def dimension(self) -> int:
+        return self._dimension
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray:
+        return self._encode(texts, self._instruction or None, show_progress=False)
+
+    def embed_passages(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
+        return self._encode(texts, None, show_progress)
+
+    def _encode(self, texts: list[str], prompt: str | None, show_progress: bool) -> np.ndarray:
+        vectors = self._model.encode(
+            texts,
+            prompt=prompt,
+            batch_size=self._batch_size,
+            show_progress_bar=show_progress,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+_SUPPLY_HINT = (
+    "set [dense] model in config.toml to a local model folder, or set HF_ENDPOINT to a reachable mirror, "
+    "or download it once where there is network (huggingface-cli download MODEL) and copy the "
+    "Hugging Face cache here; or set [dense] mode = \"off\""
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelLocation:
+    available: bool
+    local_only: bool
+    reason: str
+
+
+def hub_cache_dir() -> Path:
+    if cache := os.environ.get("HF_HUB_CACHE"):
+        return Path(cache)
+    home = os.environ.get("HF_HOME") or str(Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")) / "huggingface")
+    return Path(home).expanduser() / "hub"
+
+
+def _cached_snapshot(model: str) -> Path | None:
+    snapshots = hub_cache_dir() / f"models--{model.replace('/', '--')}" / "snapshots"
+    if not snapshots.is_dir():
+        return None
+    for snapshot in sorted(snapshots.iterdir()):
+        if (snapshot / "modules.json").exists() or (snapshot / "config.json").exists():
+            return snapshot
+    return None
+
+
+def _endpoint_reachable(timeout: float) -> bool:
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT)
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        with socket.create_connection((endpoint.hostname or "", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def locate_model(model: str, allow_network: bool, timeout: float = 3.0) -> ModelLocation:
+    """Decide whether `model` (a folder or a hub name) can be loaded, without importing torch."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        if (path / "modules.json").exists() or (path / "config.json").exists():
+            return ModelLocation(True, True, f"local folder {path}")
+        return ModelLocation(False, True, f"{path} has no modules.json or config.json")
+    if model.startswith((".", "/", "~")):
+        return ModelLocation(False, True, f"model folder {path} does not exist")
+    if _cached_snapshot(model) is not None:
+        return ModelLocation(True, True, "found in the Hugging Face cache")
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return ModelLocation(False, True, "not in the Hugging Face cache and HF_HUB_OFFLINE is set")
+    if not allow_network:
+        return ModelLocation(False, True, "not in the Hugging Face cache")
+    if not _endpoint_reachable(timeout):
+        host = urlparse(os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).hostname
+        return ModelLocation(False, True, f"not in the Hugging Face cache and {host} cannot be reached")
+    return ModelLocation(True, False, "will be downloaded from the hub")
+
+
+def load_embedder(model: str, query_instruction: str, batch_size: int, device: str, allow_network: bool) -> Embedder:
+    """Load the configured model or raise `ModelUnavailable` with how to supply one."""
+    location = locate_model(model, allow_network)
+    if not location.available:
+        raise ModelUnavailable(f"embedding model {model} is not available: {location.reason}", _SUPPLY_HINT)
+    logger.info("loading embedding model %s (%s)", model, location.reason)
+    return SentenceTransformerEmbedder(model, query_instruction, batch_size, device, location.local_only)

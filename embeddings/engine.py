@@ -1,0 +1,120 @@
+"""Opening the engine: check the index against corpus, config and model; rebuild when that is safe.
+
+The front-ends call `open_retriever` and get a ready `Retriever` plus a one-line notice when the
+dense side is off. Staleness is judged from file names, sizes and times first, and from content
+only when those changed, so an unchanged corpus costs no re-reading.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+from embeddings.build import BuildReport, build_index, dictionary_hash
+from embeddings.corpus import load_corpus, speech_files
+from embeddings.dense import Embedder, load_embedder, locate_model
+from embeddings.errors import IndexError_, ModelUnavailable
+from embeddings.retrieve import Retriever
+from embeddings.settings import EngineSettings
+from embeddings.store import StoredIndex, open_stored
+
+logger = logging.getLogger(__name__)
+
+
+class IndexState(Enum):
+    FRESH = "fresh"
+    STALE = "stale"
+    MISSING = "missing"
+    DAMAGED = "damaged"
+
+
+@dataclass(frozen=True, slots=True)
+class IndexStatus:
+    state: IndexState
+    reason: str
+    stored: StoredIndex | None = None
+
+
+def corpus_fingerprint(root: Path) -> str:
+    digest = hashlib.sha256()
+    for path in speech_files(root):
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        digest.update(f"{path.relative_to(root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def index_status(corpus_root: Path, index_root: Path, settings: EngineSettings, dense_model: str | None) -> IndexStatus:
+    """Fresh, stale (with why), missing or damaged; never raises for a bad index."""
+    try:
+        stored = open_stored(index_root)
+    except IndexError_ as error:
+        missing = "no index has been built" in str(error)
+        return IndexStatus(IndexState.MISSING if missing else IndexState.DAMAGED, str(error))
+    manifest = stored.manifest
+    if manifest.get("config_hash") != settings.index_hash():
+        return IndexStatus(IndexState.STALE, "the configuration that shapes the index changed", stored)
+    if manifest.get("dictionary_hash") != dictionary_hash(settings):
+        return IndexStatus(IndexState.STALE, "the jieba dictionary or stop words changed", stored)
+    built_model = (manifest.get("dense") or {}).get("model")
+    if dense_model != built_model:
+        return IndexStatus(IndexState.STALE, f"the embedding model changed ({built_model} → {dense_model})", stored)
+    if manifest.get("corpus_fingerprint") != corpus_fingerprint(corpus_root):
+        corpus = load_corpus(corpus_root, settings.segment)
+        if corpus.content_hash != manifest.get("corpus_hash"):
+            return IndexStatus(IndexState.STALE, "the speeches changed since the index was built", stored)
+    return IndexStatus(IndexState.FRESH, "up to date", stored)
+
+
+def resolve_embedder(settings: EngineSettings, allow_network: bool) -> tuple[Embedder | None, str]:
+    """The embedder to use and, when there is none, the one-line notice saying why and what to do."""
+    dense = settings.dense
+    if dense.mode == "off":
+        return None, ""
+    try:
+        return load_embedder(dense.model, dense.query_instruction, dense.batch_size, dense.device, allow_network), ""
+    except ModelUnavailable as error:
+        if dense.mode == "required":
+            raise
+        return None, f"lexical-only mode: {error}. To enable dense retrieval, {error.hint}."
+
+
+def planned_dense_model(settings: EngineSettings, allow_network: bool) -> str | None:
+    """Which model an index built now would carry, decided without loading it."""
+    dense = settings.dense
+    if dense.mode == "off":
+        return None
+    location = locate_model(dense.model, allow_network)
+    return dense.model if location.available or dense.mode == "required" else None
+
+
+def rebuild(
+    corpus_root: Path, index_root: Path, settings: EngineSettings, embedder: Embedder | None, note: str, progress: bool
+) -> BuildReport:
+    # Fingerprint before reading: a file edited during the build then shows up as changed next time.
+    fingerprint = corpus_fingerprint(corpus_root)
+    corpus = load_corpus(corpus_root, settings.segment)
+    return build_index(corpus, settings, index_root, embedder, note, progress, {"corpus_fingerprint": fingerprint})
+
+
+def open_retriever(
+    corpus_root: Path, index_root: Path, settings: EngineSettings, progress: bool = False, allow_network: bool = False
+) -> tuple[Retriever, BuildReport | None]:
+    """A retriever over a fresh index, rebuilding first when the index is missing, stale or damaged."""
+    planned = planned_dense_model(settings, allow_network)
+    status = index_status(corpus_root, index_root, settings, planned)
+    embedder, notice = resolve_embedder(settings, allow_network) if planned else (None, "")
+    if planned is None and settings.dense.mode == "auto":
+        _, notice = resolve_embedder(settings, allow_network)
+    report = None
+    if status.state is not IndexState.FRESH:
+        logger.info("rebuilding the index: %s", status.reason)
+        report = rebuild(corpus_root, index_root, settings, embedder, notice, progress)
+        status = IndexStatus(IndexState.FRESH, "rebuilt", open_stored(index_root))
+    assert status.stored is not None
+    return Retriever(status.stored, settings, embedder, notice), report

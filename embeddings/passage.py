@@ -1,0 +1,134 @@
+"""The records that flow through the engine: speeches, their passages, and retrieval hits.
+
+A `Passage` carries its text together with everything a citation needs, so that every
+front-end only renders it. Row *i* means the same passage everywhere: line *i* of
+`passages.jsonl`, BM25 document *i* and FAISS vector *i*.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+SECTION_SEPARATOR = " › "
+
+
+@dataclass(frozen=True, slots=True)
+class Passage:
+    """A bounded run of whole sentences from one paragraph of one speech."""
+
+    passage_id: str
+    speech_id: str
+    title: str
+    section_path: tuple[str, ...]
+    paragraph_no: int
+    part: int
+    start: int
+    end: int
+    text: str
+    source: str = ""
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def section(self) -> str:
+        return SECTION_SEPARATOR.join(self.section_path)
+
+    @property
+    def citation(self) -> str:
+        """The human citation, e.g. `《标题》 › 一、… › （三）… · 第5段`."""
+        head = f"《{self.title}》"
+        if self.section_path:
+            head += SECTION_SEPARATOR + self.section
+        return f"{head} · 第{self.paragraph_no}段"
+
+    @property
+    def content_hash(self) -> str:
+        """Identifies what an embedder sees, so unchanged passages are never embedded twice."""
+        return hashlib.sha256(f"{self.title}\n{self.section}\n{self.text}".encode()).hexdigest()
+
+    def to_dict(self) -> dict[str, Any]:
+        record = asdict(self)
+        record["section_path"] = list(self.section_path)
+        record["aliases"] = list(self.aliases)
+        return record
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> Passage:
+        return cls(
+            passage_id=str(record["passage_id"]),
+            speech_id=str(record["speech_id"]),
+            title=str(record["title"]),
+            section_path=tuple(str(s) for s in record["section_path"]),
+            paragraph_no=int(record["paragraph_no"]),
+            part=int(record["part"]),
+            start=int(record["start"]),
+            end=int(record["end"]),
+            text=str(record["text"]),
+            source=str(record.get("source", "")),
+            aliases=tuple(str(a) for a in record.get("aliases", ())),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Paragraph:
+    """One paragraph of a cleaned speech: `text == speech.text[start:end]`."""
+
+    number: int
+    start: int
+    end: int
+    section_path: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Speech:
+    """A cleaned speech: its text, title and paragraph structure, and what cleaning did."""
+
+    speech_id: str
+    source: str
+    title: str
+    subtitle: str
+    text: str
+    paragraphs: tuple[Paragraph, ...]
+    sections: tuple[str, ...]
+    rules_fired: dict[str, int] = field(default_factory=dict)
+    encoding: str = "utf-8"
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def content_hash(self) -> str:
+        return hashlib.sha256(self.text.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One ranked answer candidate: the passage and why it ranked where it did."""
+
+    rank: int
+    passage: Passage
+    score: float
+    lexical_score: float
+    dense_score: float | None
+    source: Literal["lexical", "dense", "hybrid"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rank": self.rank,
+            "score": round(self.score, 6),
+            "lexical_score": round(self.lexical_score, 6),
+            "dense_score": None if self.dense_score is None else round(self.dense_score, 6),
+            "source": self.source,
+            **self.passage.to_dict(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    """The ranked hits for one question, with the engine's confidence that they answer it."""
+
+    query: str
+    hits: tuple[Hit, ...]
+    confidence: float
+    answerable: bool
+    mode: Literal["lexical", "hybrid"]
+    notice: str = ""

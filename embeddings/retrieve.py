@@ -1,0 +1,116 @@
+"""Hybrid retrieval over a loaded index: ranked hits and a confidence that they answer the question."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embeddings.errors import BadQuestion, IndexError_
+from embeddings.fusion import fuse
+from embeddings.lexical import LexicalIndex
+from embeddings.passage import Hit, Passage, SearchResult, Speech
+from embeddings.settings import EngineSettings
+from embeddings.store import REBUILD_HINT, StoredIndex
+from embeddings.textnorm import has_searchable_text
+from embeddings.tokenize import BIGRAM_PREFIX, load_stopwords, query_tokenizer
+
+from .dense import Embedder
+
+MAX_QUERY_CHARS = 2000
+
+
+class Retriever:
+    """Searches one index generation; row *i* of every part is passage *i*."""
+
+    def __init__(
+        self, stored: StoredIndex, settings: EngineSettings, embedder: Embedder | None = None, notice: str = ""
+    ) -> None:
+        self.stored = stored
+        self.settings = settings
+        self.notice = notice
+        self.passages: list[Passage] = stored.read_passages()
+        self.lexical = LexicalIndex.load(stored.directory / "lexical")
+        lexical = settings.lexical
+        self.tokenize = query_tokenizer(stored.directory / "query_dict.txt", Path(lexical.stopwords), lexical.bigrams)
+        self.question_frames = load_stopwords(Path(lexical.question_frames))
+        dense = stored.manifest.get("dense")
+        self.embedder = embedder if dense and embedder is not None and dense["model"] == embedder.name else None
+        self.dense_weight = float(dense["weight"]) if self.embedder is not None and dense else 0.0
+        self.vectors: Any = None
+        if self.embedder is not None:
+            from embeddings.vectors import load_vector_index
+
+            self.vectors = load_vector_index(stored.directory / "dense.faiss")
+        counts = {len(self.passages), self.lexical.num_docs} | ({self.vectors.ntotal} if self.vectors is not None else set())
+        if len(counts) != 1:
+            raise IndexError_(f"the index in {stored.directory} is inconsistent (row counts {sorted(counts)})", REBUILD_HINT)
+
+    @property
+    def mode(self) -> str:
+        return "hybrid" if self.vectors is not None else "lexical"
+
+    @cached_property
+    def speeches(self) -> dict[str, Speech]:
+        return self.stored.read_speeches()
+
+    def search(self, question: str, top_k: int = 5) -> SearchResult:
+        """Rank passages for `question`; raises `BadQuestion` when there is nothing to search for."""
+        question = question.strip()
+        if not question:
+            raise BadQuestion("the question is empty", "type a question in Chinese, e.g. 工匠日是怎么设立的？")
+        if len(question) > MAX_QUERY_CHARS:
+            raise BadQuestion(f"the question is {len(question)} characters; the limit is {MAX_QUERY_CHARS}")
+        if not has_searchable_text(question):
+            raise BadQuestion("the question has no words to search for (only punctuation, symbols or emoji)")
+        tokens = self.tokenize(question)
+        lexical = self.lexical.scores(tokens)
+        candidates = self.settings.fusion.candidates
+        pool = np.argsort(-lexical, kind="stable")[:candidates]
+        dense_scores: dict[int, float] = {}
+        if self.vectors is not None and self.embedder is not None:
+            from embeddings.vectors import search_vectors
+
+            query_vector = self.embedder.embed_queries([question])[0]
+            scores, rows = search_vectors(self.vectors, query_vector, candidates)
+            dense_scores = {int(r): float(s) for r, s in zip(rows, scores, strict=True)}
+            pool = np.union1d(pool, rows.astype(np.int64))
+            floor = float(scores.min()) if len(scores) else 0.0
+            dense = np.array([dense_scores.get(int(r), floor) for r in pool], dtype=np.float32)
+            fused = fuse(lexical[pool], dense, self.dense_weight)
+        else:
+            fused = lexical[pool]
+        order = pool[np.argsort(-fused, kind="stable")][:top_k]
+        fused_by_row = dict(zip(pool.tolist(), fused.tolist(), strict=True))
+        hits = tuple(
+            Hit(
+                rank=rank,
+                passage=self.passages[row],
+                score=float(fused_by_row[row]),
+                lexical_score=float(lexical[row]),
+                dense_score=dense_scores.get(row),
+                source="hybrid" if self.vectors is not None else "lexical",
+            )
+            for rank, row in enumerate(order.tolist(), 1)
+            if lexical[row] > 0 or row in dense_scores
+        )
+        confidence = self.confidence(tokens, int(order[0])) if hits else 0.0
+        return SearchResult(
+            query=question,
+            hits=hits,
+            confidence=confidence,
+            answerable=bool(hits) and confidence >= self.settings.fusion.min_confidence,
+            mode="hybrid" if self.vectors is not None else "lexical",
+            notice=self.notice,
+        )
+
+    def confidence(self, tokens: list[str], row: int) -> float:
+        """How much of the question passage `row` covers, rare words weighing more than common ones.
+
+        Words, not bigrams: a bigram across two words of the question ("交多") says nothing about
+        whether the passage answers it, and would make every question look half-unanswered.
+        """
+        words = [t for t in tokens if not t.startswith(BIGRAM_PREFIX)] or tokens
+        return self.lexical.coverage(words, row, self.question_frames)

@@ -1,0 +1,90 @@
+"""Paragraphs → passages: whole sentences packed up to a size bound, with sentence overlap.
+
+The paragraph is the unit of citation; a long paragraph becomes several passages that share a
+sentence at each seam, so an answer that sits on a seam is still whole in one passage.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from embeddings.passage import Passage, Speech
+from embeddings.settings import SegmentSettings
+
+# A sentence ends at 。！？； (or their half-width forms) or an ellipsis, plus any closing quotes.
+_SENTENCE_END = re.compile(r"(?:[。！？；!?;]+|…{1,2}|\.{3,6})[”’」』）)》]*")
+_CLAUSE_END = re.compile(r"[，,：:、][”’」』]*")
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """Sentence boundaries of `text` as (start, end) offsets; the spans cover `text` exactly."""
+    spans = []
+    start = 0
+    for match in _SENTENCE_END.finditer(text):
+        spans.append((start, match.end()))
+        start = match.end()
+    if start < len(text):
+        spans.append((start, len(text)))
+    return spans
+
+
+def _bounded_units(text: str, max_chars: int) -> list[tuple[int, int]]:
+    """Sentences, except that a sentence longer than the bound is cut at clause ends, then by length."""
+    units = []
+    for start, end in sentence_spans(text):
+        if end - start <= max_chars:
+            units.append((start, end))
+            continue
+        bounds = [match.end() for match in _CLAUSE_END.finditer(text, start, end)] + [end]
+        piece_start = last = start
+        for bound in bounds:
+            if bound - piece_start > max_chars:
+                if last > piece_start:
+                    units.append((piece_start, last))
+                    piece_start = last
+                while bound - piece_start > max_chars:
+                    units.append((piece_start, piece_start + max_chars))
+                    piece_start += max_chars
+            last = bound
+        if piece_start < end:
+            units.append((piece_start, end))
+    return units
+
+
+def _windows(units: list[tuple[int, int]], max_chars: int, overlap: int) -> Iterator[tuple[int, int]]:
+    """Greedy windows of consecutive units, each window sharing `overlap` units with the previous one."""
+    first = 0
+    while first < len(units):
+        last = first
+        while last + 1 < len(units) and units[last + 1][1] - units[first][0] <= max_chars:
+            last += 1
+        yield units[first][0], units[last][1]
+        if last == len(units) - 1:
+            return
+        first = max(first + 1, last + 1 - overlap)
+
+
+def segment_speech(speech: Speech, settings: SegmentSettings) -> list[Passage]:
+    """Cut every paragraph of `speech` into passages; `speech.text[p.start:p.end] == p.text` for each."""
+    passages = []
+    for paragraph in speech.paragraphs:
+        body = speech.text[paragraph.start : paragraph.end]
+        units = _bounded_units(body, settings.max_chars)
+        for part, (start, end) in enumerate(_windows(units, settings.max_chars, settings.overlap_sentences), 1):
+            passages.append(
+                Passage(
+                    passage_id=f"{speech.speech_id}:{paragraph.number}.{part}",
+                    speech_id=speech.speech_id,
+                    title=speech.title,
+                    section_path=paragraph.section_path,
+                    paragraph_no=paragraph.number,
+                    part=part,
+                    start=paragraph.start + start,
+                    end=paragraph.start + end,
+                    text=body[start:end],
+                    source=speech.source,
+                    aliases=speech.aliases,
+                )
+            )
+    return passages

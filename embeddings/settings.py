@@ -1,0 +1,76 @@
+"""Engine settings: the `[segment]`, `[lexical]`, `[dense]`, `[fusion]` and `[rerank]` parts of the config.
+
+They live in the engine so that `embeddings` never imports `bot`; `bot.config` reads them from
+`config.toml` into one frozen tree. Every field here shapes the built index or its answers, so a
+hash of them goes into the index manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+DenseMode = Literal["off", "auto", "required"]
+VectorIndexKind = Literal["flat", "hnsw", "ivf"]
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentSettings:
+    max_chars: int = 300
+    overlap_sentences: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class LexicalSettings:
+    user_dict: str = "data/jieba/userdict.txt"
+    stopwords: str = "data/jieba/stopwords.txt"
+    question_frames: str = "data/jieba/question_frames.txt"
+    k1: float = 1.2
+    b: float = 0.75
+    bigrams: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class DenseSettings:
+    mode: DenseMode = "auto"
+    model: str = "BAAI/bge-small-zh-v1.5"
+    query_instruction: str = "为这个句子生成表示以用于检索相关文章："
+    index: VectorIndexKind = "flat"
+    batch_size: int = 32
+    device: str = "cpu"
+
+
+@dataclass(frozen=True, slots=True)
+class FusionSettings:
+    # "auto" calibrates the dense weight per index from how well each retriever finds held-out
+    # sentences of the corpus itself, so a weak model cannot drag the lexical ranking down.
+    dense_weight: float | Literal["auto"] = "auto"
+    candidates: int = 50
+    min_confidence: float = 0.45
+
+
+@dataclass(frozen=True, slots=True)
+class RerankSettings:
+    enabled: bool = False
+    model: str = "BAAI/bge-reranker-base"
+    candidates: int = 20
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    segment: SegmentSettings = field(default_factory=SegmentSettings)
+    lexical: LexicalSettings = field(default_factory=LexicalSettings)
+    dense: DenseSettings = field(default_factory=DenseSettings)
+    fusion: FusionSettings = field(default_factory=FusionSettings)
+    rerank: RerankSettings = field(default_factory=RerankSettings)
+
+    def index_hash(self) -> str:
+        """Hash of the settings that shape the built index (not those applied at query time)."""
+        shaping = {
+            "segment": asdict(self.segment),
+            "lexical": asdict(self.lexical),
+            "dense": {k: v for k, v in asdict(self.dense).items() if k not in ("batch_size", "device")},
+        }
+        return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]

@@ -1,0 +1,95 @@
+"""Passage vectors: a FAISS index over normalised embeddings, and a cache keyed by passage content.
+
+Exact inner product (`flat`) is the default: at speech-corpus sizes it is both exact and fast.
+HNSW and IVF are there for large corpora. The cache lets a corpus change re-embed only the passages
+that changed: vectors are stored per content hash, per model.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embeddings.atomic import atomic_write_bytes
+from embeddings.errors import IndexError_
+
+_CACHE_FILE = "embeddings.npz"
+
+
+def build_vector_index(vectors: np.ndarray, kind: str) -> Any:
+    import faiss
+
+    dimension = vectors.shape[1]
+    if kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dimension, 32, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efSearch = 128
+    elif kind == "ivf" and len(vectors) >= 64:
+        lists = max(1, min(int(4 * math.sqrt(len(vectors))), len(vectors) // 39))
+        quantizer = faiss.IndexFlatIP(dimension)
+        index = faiss.IndexIVFFlat(quantizer, dimension, lists, faiss.METRIC_INNER_PRODUCT)
+        index.train(vectors)
+        index.nprobe = max(1, lists // 8)
+    else:
+        # Inner product equals cosine similarity on normalised vectors; position in the index is the passage row.
+        index = faiss.IndexFlatIP(dimension)
+    index.add(vectors)
+    return index
+
+
+def save_vector_index(index: Any, path: Path) -> None:
+    import faiss
+
+    faiss.write_index(index, str(path))
+
+
+def load_vector_index(path: Path) -> Any:
+    import faiss
+
+    try:
+        return faiss.read_index(str(path))
+    except RuntimeError as error:
+        raise IndexError_(f"the vector index {path} cannot be read ({error})") from error
+
+
+def search_vectors(index: Any, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k (scores, rows) for one normalised query vector; rows of -1 (none found) are dropped."""
+    scores, rows = index.search(query.reshape(1, -1).astype(np.float32), min(k, index.ntotal))
+    keep = rows[0] >= 0
+    return scores[0][keep], rows[0][keep]
+
+
+class EmbeddingCache:
+    """Vectors by passage content hash for one model, in one `.npz` (keys and vectors side by side)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / _CACHE_FILE
+        self._vectors: dict[str, np.ndarray] = {}
+        try:
+            with np.load(self.path, allow_pickle=False) as stored:
+                keys, matrix = stored["keys"], stored["vectors"]
+        except (OSError, ValueError, KeyError):
+            return  # no cache yet, or a damaged one: it is only a cache, so start afresh
+        if len(keys) == len(matrix):
+            self._vectors = {str(key): matrix[i] for i, key in enumerate(keys)}
+
+    def get(self, key: str) -> np.ndarray | None:
+        return self._vectors.get(key)
+
+    def put(self, key: str, vector: np.ndarray) -> None:
+        self._vectors[key] = vector
+
+    def __len__(self) -> int:
+        return len(self._vectors)
+
+    def save(self, keep: set[str]) -> None:
+        """Write the vectors still in use in one atomic write: a crash leaves the old cache or the new one."""
+        keys = sorted(key for key in self._vectors if key in keep)
+        if not keys:
+            return
+        buffer = io.BytesIO()
+        np.savez(buffer, keys=np.array(keys), vectors=np.stack([self._vectors[k] for k in keys]).astype(np.float32))
+        atomic_write_bytes(self.path, buffer.getvalue())
