@@ -56,6 +56,7 @@ def build_index(
     corpus: Corpus,
     settings: EngineSettings,
     root: Path,
+    *,
     embedder: Embedder | None,
     dense_note: str = "",
     progress: bool = False,
@@ -63,7 +64,9 @@ def build_index(
 ) -> BuildReport:
     """Write a complete new generation for `corpus` and switch it live; the old one serves until then."""
     lexical_settings = settings.lexical
-    tokenizer = passage_tokenizer(Path(lexical_settings.user_dict), Path(lexical_settings.stopwords), lexical_settings.bigrams)
+    tokenizer = passage_tokenizer(
+        Path(lexical_settings.user_dict), Path(lexical_settings.stopwords), lexical_settings.bigrams
+    )
     texts = [search_text(p) for p in corpus.passages]
     iterator = tqdm(texts, desc="tokenising", unit="passage", disable=not progress, leave=False)
     token_lists = [tokenizer(text) for text in iterator]
@@ -83,8 +86,21 @@ def build_index(
         if embedder is not None:
             vectors, embedded, reused = _embed(corpus.passages, texts, embedder, root, progress)
             save_vector_index(build_vector_index(vectors, settings.dense.index), directory / "dense.faiss")
-            weight = _dense_weight(settings, texts, tokenizer, directory, lexical, embedder, vectors)
-            dense = {"model": embedder.name, "dimension": embedder.dimension, "index": settings.dense.index, "weight": weight}
+            weight = _dense_weight(
+                settings,
+                texts=texts,
+                tokenizer=tokenizer,
+                directory=directory,
+                lexical=lexical,
+                embedder=embedder,
+                vectors=vectors,
+            )
+            dense = {
+                "model": embedder.name,
+                "dimension": embedder.dimension,
+                "index": settings.dense.index,
+                "weight": weight,
+            }
 
         manifest = {
             "format": FORMAT_VERSION,
@@ -94,7 +110,11 @@ def build_index(
             "corpus_hash": corpus.content_hash,
             "config_hash": settings.index_hash(),
             "dictionary_hash": dictionary_hash(settings),
-            "counts": {"speeches": len(corpus.speeches), "passages": len(corpus.passages), "vocabulary": len(lexical.vocab)},
+            "counts": {
+                "speeches": len(corpus.speeches),
+                "passages": len(corpus.passages),
+                "vocabulary": len(lexical.vocab),
+            },
             "dense": dense,
             "dense_note": dense_note,
             **(extra_manifest or {}),
@@ -116,12 +136,13 @@ def _embed(
         for i, vector in zip(missing, fresh, strict=True):
             cache.put(keys[i], vector)
         cache.save(set(keys))
-    vectors = np.stack([cache.get(key) for key in keys]).astype(np.float32)
+    vectors = np.stack([cache.require(key) for key in keys]).astype(np.float32)
     return vectors, len(missing), len(keys) - len(missing)
 
 
 def _dense_weight(
     settings: EngineSettings,
+    *,
     texts: list[str],
     tokenizer: Tokenizer,
     directory: Path,
@@ -133,7 +154,9 @@ def _dense_weight(
     if configured != "auto":
         return float(configured)
     queries = calibration_queries(texts, tokenizer.words)
-    question_tokens = query_tokenizer(directory / "query_dict.txt", Path(settings.lexical.stopwords), settings.lexical.bigrams)
+    question_tokens = query_tokenizer(
+        directory / "query_dict.txt", Path(settings.lexical.stopwords), settings.lexical.bigrams
+    )
     query_vectors = embedder.embed_queries([q for q, _ in queries]) if queries else np.zeros((0, vectors.shape[1]))
     by_text = {q: query_vectors[i] for i, (q, _) in enumerate(queries)}
     weight = choose_dense_weight(

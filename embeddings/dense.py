@@ -84,7 +84,7 @@ class SentenceTransformerEmbedder:
 _SUPPLY_HINT = (
     "set [dense] model in config.toml to a local model folder, or set HF_ENDPOINT to a reachable mirror, "
     "or download it once where there is network (huggingface-cli download MODEL) and copy the "
-    "Hugging Face cache here; or set [dense] mode = \"off\""
+    'Hugging Face cache here; or set [dense] mode = "off"'
 )
 
 

@@ -94,12 +94,26 @@ def planned_dense_model(settings: EngineSettings, allow_network: bool) -> str | 
 
 
 def rebuild(
-    corpus_root: Path, index_root: Path, settings: EngineSettings, embedder: Embedder | None, note: str, progress: bool
+    corpus_root: Path,
+    index_root: Path,
+    settings: EngineSettings,
+    *,
+    embedder: Embedder | None,
+    note: str,
+    progress: bool,
 ) -> BuildReport:
     # Fingerprint before reading: a file edited during the build then shows up as changed next time.
     fingerprint = corpus_fingerprint(corpus_root)
     corpus = load_corpus(corpus_root, settings.segment)
-    return build_index(corpus, settings, index_root, embedder, note, progress, {"corpus_fingerprint": fingerprint})
+    return build_index(
+        corpus,
+        settings,
+        index_root,
+        embedder=embedder,
+        dense_note=note,
+        progress=progress,
+        extra_manifest={"corpus_fingerprint": fingerprint},
+    )
 
 
 def open_retriever(
@@ -114,7 +128,7 @@ def open_retriever(
     report = None
     if status.state is not IndexState.FRESH:
         logger.info("rebuilding the index: %s", status.reason)
-        report = rebuild(corpus_root, index_root, settings, embedder, notice, progress)
+        report = rebuild(corpus_root, index_root, settings, embedder=embedder, note=notice, progress=progress)
         status = IndexStatus(IndexState.FRESH, "rebuilt", open_stored(index_root))
     assert status.stored is not None
     return Retriever(status.stored, settings, embedder, notice), report

@@ -31,7 +31,9 @@ def fuse(lexical: np.ndarray, dense: np.ndarray, dense_weight: float) -> np.ndar
     return (1.0 - dense_weight) * normalise(lexical) + dense_weight * normalise(dense)
 
 
-def calibration_queries(texts: Sequence[str], split: Callable[[str], list[str]], seed: int = 13) -> list[tuple[str, int]]:
+def calibration_queries(
+    texts: Sequence[str], split: Callable[[str], list[str]], seed: int = 13
+) -> list[tuple[str, int]]:
     """(pseudo-question, row) pairs: a sentence of the passage with a third of its words dropped."""
     rng = random.Random(seed)
     rows = list(range(len(texts)))

@@ -8,6 +8,7 @@ of a cold start, for a sum over a few sparse columns.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ class LexicalIndex:
     def build(cls, token_lists: Sequence[list[str]], k1: float, b: float) -> LexicalIndex:
         import bm25s
 
+        # bm25s sets its own logger to DEBUG on import; put it back so builds stay quiet.
+        logging.getLogger("bm25s").setLevel(logging.WARNING)
         retriever = bm25s.BM25(k1=k1, b=b, method="lucene")
         retriever.index([tokens or [""] for tokens in token_lists], show_progress=False)
         scores = retriever.scores

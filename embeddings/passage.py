@@ -132,3 +132,6 @@ class SearchResult:
     answerable: bool
     mode: Literal["lexical", "hybrid"]
     notice: str = ""
+    # The question's search terms in matching form, with their IDF; `True` marks whole words
+    # (highlighted in answers), `False` character bigrams (used only to score sentences).
+    terms: tuple[tuple[str, float, bool], ...] = ()

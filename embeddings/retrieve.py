@@ -44,9 +44,13 @@ class Retriever:
             from embeddings.vectors import load_vector_index
 
             self.vectors = load_vector_index(stored.directory / "dense.faiss")
-        counts = {len(self.passages), self.lexical.num_docs} | ({self.vectors.ntotal} if self.vectors is not None else set())
+        counts = {len(self.passages), self.lexical.num_docs} | (
+            {self.vectors.ntotal} if self.vectors is not None else set()
+        )
         if len(counts) != 1:
-            raise IndexError_(f"the index in {stored.directory} is inconsistent (row counts {sorted(counts)})", REBUILD_HINT)
+            raise IndexError_(
+                f"the index in {stored.directory} is inconsistent (row counts {sorted(counts)})", REBUILD_HINT
+            )
 
     @property
     def mode(self) -> str:
@@ -82,7 +86,7 @@ class Retriever:
             fused = fuse(lexical[pool], dense, self.dense_weight)
         else:
             fused = lexical[pool]
-        order = pool[np.argsort(-fused, kind="stable")][:top_k]
+        order = self._one_per_paragraph(pool[np.argsort(-fused, kind="stable")])[:top_k]
         fused_by_row = dict(zip(pool.tolist(), fused.tolist(), strict=True))
         hits = tuple(
             Hit(
@@ -104,7 +108,29 @@ class Retriever:
             answerable=bool(hits) and confidence >= self.settings.fusion.min_confidence,
             mode="hybrid" if self.vectors is not None else "lexical",
             notice=self.notice,
+            terms=self._terms(tokens),
         )
+
+    def _one_per_paragraph(self, rows: np.ndarray) -> np.ndarray:
+        """Citations name paragraphs, so a paragraph is shown once: by its best-ranked passage."""
+        seen: set[tuple[str, int]] = set()
+        kept = []
+        for row in rows.tolist():
+            passage = self.passages[row]
+            key = (passage.speech_id, passage.paragraph_no)
+            if key not in seen:
+                seen.add(key)
+                kept.append(row)
+        return np.array(kept, dtype=np.int64)
+
+    def _terms(self, tokens: list[str]) -> tuple[tuple[str, float, bool], ...]:
+        terms: dict[str, tuple[float, bool]] = {}
+        for token in tokens:
+            is_word = not token.startswith(BIGRAM_PREFIX)
+            text = token.removeprefix(BIGRAM_PREFIX)
+            weight, was_word = terms.get(text, (0.0, False))
+            terms[text] = (max(weight, self.lexical.idf(token)), was_word or is_word)
+        return tuple((text, weight, is_word) for text, (weight, is_word) in terms.items())
 
     def confidence(self, tokens: list[str], row: int) -> float:
         """How much of the question passage `row` covers, rare words weighing more than common ones.

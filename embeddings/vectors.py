@@ -24,6 +24,7 @@ def build_vector_index(vectors: np.ndarray, kind: str) -> Any:
     import faiss
 
     dimension = vectors.shape[1]
+    index: Any
     if kind == "hnsw":
         index = faiss.IndexHNSWFlat(dimension, 32, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efSearch = 128
@@ -78,6 +79,9 @@ class EmbeddingCache:
 
     def get(self, key: str) -> np.ndarray | None:
         return self._vectors.get(key)
+
+    def require(self, key: str) -> np.ndarray:
+        return self._vectors[key]
 
     def put(self, key: str, vector: np.ndarray) -> None:
         self._vectors[key] = vector

@@ -1,0 +1,1 @@
+"""The conversational layer: configuration, answer composition, the command line and the Telegram bot."""

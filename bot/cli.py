@@ -1,0 +1,310 @@
+"""`speechqa`: ask the speeches from the command line.
+
+    speechqa ask "工匠日是怎么设立的？"      a cited answer (builds the index on first use)
+    speechqa chat                          an interactive session (/more, /open N, /help, /quit)
+    speechqa ingest [PATH] [--json]        what cleaning and segmentation make of the speeches
+    speechqa index                         build or refresh the index
+    speechqa eval QUESTIONS.jsonl          hit@k, MRR, abstention and latency on a question set
+    speechqa doctor                        what is installed, configured and built, and what to fix
+    speechqa bot                           the Telegram bot (token from TELEGRAM_BOT_TOKEN)
+
+Output is for people by default and JSON with --json. Errors are one line on stderr with the next
+step, and a non-zero exit code; never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from embeddings.errors import SpeechQAError
+
+from .config import Config, load_config
+from .render import print_error, render_answer, render_paragraph, use_colour
+
+logger = logging.getLogger("speechqa")
+
+CHAT_HELP = """输入问题直接提问；也可以说“还有呢？”或“第二条的全文”。
+  /more     下一页结果        /open N   打开第 N 条出处的整段（含上下文）
+  /help     显示帮助          /quit     退出（也可按 Ctrl-D）"""
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+def _open(config: Config, progress: bool) -> Any:
+    from embeddings.engine import open_retriever
+
+    retriever, report = open_retriever(
+        config.corpus_path, config.index_path, config.engine, progress=progress, allow_network=True
+    )
+    if report is not None:
+        logger.info(
+            "index built: %d passages (%d embedded, %d reused)", report.passages, report.embedded, report.reused
+        )
+    return retriever
+
+
+def cmd_ask(args: argparse.Namespace, config: Config) -> int:
+    from embeddings.errors import BadQuestion
+
+    from .answer import compose
+
+    question = args.question.strip()
+    if len(question) > config.answer.max_question_chars:
+        raise BadQuestion(
+            f"the question is {len(question)} characters; the limit is {config.answer.max_question_chars}",
+            "ask a shorter question (the limit is [answer] max_question_chars)",
+        )
+    retriever = _open(config, progress=sys.stderr.isatty())
+    settings = config.answer if args.top_k is None else _with_top_k(config, args.top_k)
+    answer = compose(retriever.search(question, top_k=settings.top_k), settings)
+    if args.json:
+        _print_json(answer.to_dict())
+    else:
+        print(render_answer(answer, use_colour(sys.stdout)))
+    return 0
+
+
+def _with_top_k(config: Config, top_k: int) -> Any:
+    from dataclasses import replace
+
+    if not 1 <= top_k <= 50:
+        raise SpeechQAError(f"--top-k {top_k} is out of range", "use a number from 1 to 50")
+    return replace(config.answer, top_k=top_k)
+
+
+def cmd_chat(args: argparse.Namespace, config: Config) -> int:
+    import contextlib
+
+    from .session import Conversation, follow_up
+
+    with contextlib.suppress(ImportError):
+        import readline  # noqa: F401  (line editing and history for input())
+
+    retriever = _open(config, progress=sys.stderr.isatty())
+    conversation = Conversation(retriever, config.answer)
+    colour = use_colour(sys.stdout)
+    print(f"speechqa chat · {len(retriever.passages)} 段 · {retriever.mode} · /help 查看帮助")
+    while True:
+        try:
+            line = input("问> ").strip()
+        except EOFError:
+            print()
+            return 0
+        except KeyboardInterrupt:
+            print()
+            continue
+        if not line:
+            continue
+        command, _, rest = line.partition(" ")
+        action = follow_up(line)
+        try:
+            if command in ("/quit", "/exit", "/q"):
+                return 0
+            if command in ("/help", "/?"):
+                print(CHAT_HELP)
+            elif command == "/more" or action == ("more", 0):
+                more = conversation.more()
+                print(render_answer(more, colour) if more else "没有更多结果了。")
+            elif command == "/open" or (action and action[0] == "open"):
+                number = action[1] if action else int(rest) if rest.strip().isdigit() else 0
+                view = conversation.open(number)
+                print(
+                    render_paragraph(view, colour)
+                    if view
+                    else f"没有第 {number} 条出处。请先提问，或用 /open N（N 为出处编号）。"
+                )
+            elif command.startswith("/"):
+                print(f"未知命令 {command}。{CHAT_HELP}")
+            else:
+                print(render_answer(conversation.ask(line), colour))
+        except SpeechQAError as error:
+            print(f"无法回答：{error}" + (f"（{error.hint}）" if error.hint else ""))
+        print()
+
+
+def cmd_ingest(args: argparse.Namespace, config: Config) -> int:
+    from embeddings.corpus import load_corpus
+
+    corpus = load_corpus(Path(args.path) if args.path else config.corpus_path, config.segment)
+    if args.json:
+        _print_json(
+            {
+                "speeches": [
+                    {
+                        "speech_id": s.speech_id,
+                        "title": s.title,
+                        "subtitle": s.subtitle,
+                        "source": s.source,
+                        "aliases": list(s.aliases),
+                        "encoding": s.encoding,
+                        "sections": len(s.sections),
+                        "paragraphs": len(s.paragraphs),
+                        "rules_fired": s.rules_fired,
+                    }
+                    for s in corpus.speeches
+                ],
+                "passages": [p.to_dict() for p in corpus.passages],
+                "problems": [{"path": p.path, "reason": p.reason} for p in corpus.problems],
+            }
+        )
+        return 0
+    for speech in corpus.speeches:
+        count = sum(1 for p in corpus.passages if p.speech_id == speech.speech_id)
+        rules = ", ".join(f"{rule}×{n}" for rule, n in speech.rules_fired.items()) or "none"
+        print(f"{speech.source}  ({speech.encoding})")
+        print(f"  title:      《{speech.title}》" + (f" {speech.subtitle}" if speech.subtitle else ""))
+        if speech.aliases:
+            print(f"  also as:    {', '.join(speech.aliases)}")
+        print(f"  sections {len(speech.sections)} · paragraphs {len(speech.paragraphs)} · passages {count}")
+        print(f"  cleaning:   {rules}")
+    for problem in corpus.problems:
+        print(f"skipped {problem.path}: {problem.reason}", file=sys.stderr)
+    print(f"{len(corpus.speeches)} speech(es), {len(corpus.passages)} passages, {len(corpus.problems)} skipped")
+    return 0
+
+
+def cmd_index(args: argparse.Namespace, config: Config) -> int:
+    from embeddings.engine import IndexState, index_status, planned_dense_model, rebuild, resolve_embedder
+
+    engine = config.engine
+    planned = planned_dense_model(engine, allow_network=True)
+    status = index_status(config.corpus_path, config.index_path, engine, planned)
+    if status.state is IndexState.FRESH and not args.force:
+        print(
+            f"index in {config.index_path} is up to date ({status.stored.manifest['counts']['passages']} passages)"
+            if status.stored
+            else "index is up to date"
+        )
+        return 0
+    embedder, notice = resolve_embedder(engine, allow_network=True) if planned else (None, "")
+    if planned is None and engine.dense.mode == "auto":
+        _, notice = resolve_embedder(engine, allow_network=True)
+    if notice:
+        print(f"note: {notice}", file=sys.stderr)
+    print(
+        f"building the index ({status.reason if status.state is not IndexState.FRESH else 'forced'}) …", file=sys.stderr
+    )
+    report = rebuild(
+        config.corpus_path, config.index_path, engine, embedder=embedder, note=notice, progress=sys.stderr.isatty()
+    )
+    weight = "" if report.dense_weight is None else f", dense weight {report.dense_weight:.2f}"
+    print(
+        f"index ready in {config.index_path}: {report.passages} passages, "
+        f"{report.embedded} embedded, {report.reused} reused from cache{weight}"
+    )
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace, config: Config) -> int:
+    from embeddings.evaluate import evaluate, load_questions
+
+    questions = load_questions(Path(args.questions))
+    report = evaluate(_open(config, progress=sys.stderr.isatty()), questions)
+    if args.json:
+        _print_json(report.to_dict())
+        return 0
+    print(f"questions {report.questions} (answerable {report.answerable}, unanswerable {report.unanswerable})")
+    hits = f"hit@1 {report.hit_at_1:.3f}  hit@3 {report.hit_at_3:.3f}  hit@5 {report.hit_at_5:.3f}"
+    print(f"{hits}  MRR@10 {report.mrr_at_10:.3f}")
+    print(
+        f"declined unanswerable {report.declined_unanswerable}/{report.unanswerable}  "
+        f"wrongly declined answerable {report.wrongly_declined_answerable}/{report.answerable}"
+    )
+    print(f"latency p50 {report.latency_p50_ms:.2f} ms  p95 {report.latency_p95_ms:.2f} ms")
+    for row in report.rows:
+        if (row.answerable and row.rank != 1) or row.answerable == row.declined:
+            declined = " declined" if row.declined else ""
+            print(f"  {row.id}: rank {row.rank} confidence {row.confidence:.2f}{declined} {row.question}")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace, config: Config) -> int:
+    from .doctor import diagnose
+
+    findings = diagnose(config)
+    if args.json:
+        _print_json(findings)
+    else:
+        for item in findings["checks"]:
+            mark = "ok " if item["ok"] else "!! "
+            print(f"{mark} {item['name']}: {item['detail']}")
+            if not item["ok"] and item.get("fix"):
+                print(f"    fix: {item['fix']}")
+    return 0 if all(item["ok"] for item in findings["checks"] if item.get("required", True)) else 1
+
+
+def cmd_bot(args: argparse.Namespace, config: Config) -> int:
+    try:
+        from .telegram import run_bot
+    except ImportError as error:
+        raise SpeechQAError(
+            f"the Telegram bot needs python-telegram-bot ({error})", 'pip install -e ".[bot]"'
+        ) from error
+    run_bot(config)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="speechqa", description="Cited answers from a corpus of Chinese speeches.")
+    parser.add_argument("--config", help="config file (default: $SPEECHQA_CONFIG or ./config.toml)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, handler: Callable[[argparse.Namespace, Config], int], help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    ask = add("ask", cmd_ask, "answer one question, e.g. speechqa ask '工匠日是怎么设立的？'")
+    ask.add_argument("question")
+    ask.add_argument("--top-k", type=int, help="number of cited passages (default from config)")
+    ask.add_argument("--json", action="store_true", help="machine-readable output")
+    add("chat", cmd_chat, "interactive questions with /more, /open N, /help, /quit")
+    ingest = add("ingest", cmd_ingest, "show how the speeches are cleaned and cut into passages")
+    ingest.add_argument("path", nargs="?", help="corpus folder (default from config)")
+    ingest.add_argument("--json", action="store_true", help="emit speeches, passages and problems as JSON")
+    index = add("index", cmd_index, "build or refresh the index")
+    index.add_argument("--force", action="store_true", help="rebuild even when up to date")
+    evaluation = add("eval", cmd_eval, "score retrieval on a JSONL question set with gold spans")
+    evaluation.add_argument("questions")
+    evaluation.add_argument("--json", action="store_true")
+    doctor = add("doctor", cmd_doctor, "check installation, model, corpus and index; say how to fix problems")
+    doctor.add_argument("--json", action="store_true")
+    add("bot", cmd_bot, "run the Telegram bot (long polling; token from TELEGRAM_BOT_TOKEN)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        format="%(levelname)s %(name)s: %(message)s", level=logging.INFO if args.verbose else logging.WARNING
+    )
+    for noisy in ("httpx", "faiss.loader", "sentence_transformers", "transformers", "bm25s"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        config = load_config(args.config)
+        return int(args.handler(args, config))
+    except SpeechQAError as error:
+        print_error(str(error), error.hint)
+        return 1
+    except KeyboardInterrupt:
+        print_error("interrupted")
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

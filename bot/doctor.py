@@ -1,0 +1,117 @@
+"""`speechqa doctor`: what is installed, configured and built, and for each problem the fixing command."""
+
+from __future__ import annotations
+
+import os
+import platform
+from importlib import metadata
+from typing import Any
+
+from embeddings.dense import locate_model
+from embeddings.errors import SpeechQAError
+from embeddings.settings import EngineSettings
+
+from .config import Config
+
+PACKAGES = (
+    ("jieba", True),
+    ("bm25s", True),
+    ("numpy", True),
+    ("opencc-python-reimplemented", True),
+    ("python-docx", True),
+    ("faiss-cpu", False),
+    ("sentence-transformers", False),
+    ("torch", False),
+    ("python-telegram-bot", False),
+)
+
+
+def _check(name: str, ok: bool, detail: str, fix: str = "", required: bool = True) -> dict[str, Any]:
+    return {"name": name, "ok": ok, "detail": detail, "fix": fix, "required": required}
+
+
+def diagnose(config: Config) -> dict[str, Any]:
+    checks = [_check("python", True, platform.python_version()), _check("config", True, config.source)]
+    for package, required in PACKAGES:
+        try:
+            checks.append(_check(package, True, metadata.version(package), required=required))
+        except metadata.PackageNotFoundError:
+            extra = {"python-telegram-bot": "bot"}.get(package, "dense")
+            fix = (
+                "make install"
+                if required
+                else f'pip install -e ".[{extra}]" (CPU torch first: pip install torch==2.13.0)'
+            )
+            checks.append(_check(package, False, "not installed", fix, required))
+    checks.append(_corpus_check(config))
+    checks.append(_model_check(config.engine))
+    checks.append(_index_check(config))
+    token = bool(os.environ.get("TELEGRAM_BOT_TOKEN"))
+    checks.append(
+        _check(
+            "telegram token",
+            token,
+            "TELEGRAM_BOT_TOKEN is set" if token else "TELEGRAM_BOT_TOKEN is not set",
+            "export TELEGRAM_BOT_TOKEN=… (from @BotFather) before speechqa bot",
+            required=False,
+        )
+    )
+    return {"checks": checks}
+
+
+def _corpus_check(config: Config) -> dict[str, Any]:
+    from embeddings.corpus import load_corpus
+
+    try:
+        corpus = load_corpus(config.corpus_path, config.segment)
+    except SpeechQAError as error:
+        return _check("corpus", False, str(error), error.hint or f"put speeches in {config.corpus_path}")
+    detail = f"{config.corpus_path}: {len(corpus.speeches)} speeches, {len(corpus.passages)} passages"
+    if corpus.problems:
+        skipped = "; ".join(f"{p.path}: {p.reason}" for p in corpus.problems)
+        return _check("corpus", False, f"{detail}; skipped {skipped}", "convert or remove the skipped files")
+    return _check("corpus", True, detail)
+
+
+def _model_check(engine: EngineSettings) -> dict[str, Any]:
+    dense = engine.dense
+    if dense.mode == "off":
+        return _check("embedding model", True, 'dense retrieval is off ([dense] mode = "off")', required=False)
+    location = locate_model(dense.model, allow_network=True)
+    if not location.available:
+        return _check(
+            "embedding model",
+            False,
+            f"{dense.model}: {location.reason}; answers use lexical retrieval only",
+            "set [dense] model to a local folder, or HF_ENDPOINT to a mirror, or pre-download the model",
+            required=dense.mode == "required",
+        )
+    try:
+        from embeddings.dense import load_embedder
+
+        embedder = load_embedder(dense.model, dense.query_instruction, 1, dense.device, allow_network=True)
+    except (SpeechQAError, ImportError) as error:
+        return _check(
+            "embedding model",
+            False,
+            f"{dense.model}: {error}",
+            'pip install -e ".[dense]"',
+            required=dense.mode == "required",
+        )
+    return _check("embedding model", True, f"{dense.model} loads ({location.reason}, {embedder.dimension} dimensions)")
+
+
+def _index_check(config: Config) -> dict[str, Any]:
+    from embeddings.engine import IndexState, index_status, planned_dense_model
+
+    try:
+        planned = planned_dense_model(config.engine, allow_network=False)
+        status = index_status(config.corpus_path, config.index_path, config.engine, planned)
+    except SpeechQAError as error:
+        return _check("index", False, str(error), error.hint)
+    if status.state is IndexState.FRESH and status.stored is not None:
+        manifest = status.stored.manifest
+        dense = manifest.get("dense")
+        mode = f"hybrid with {dense['model']} (weight {dense['weight']:.2f})" if dense else "lexical-only"
+        return _check("index", True, f"fresh: {manifest['counts']['passages']} passages, {mode}")
+    return _check("index", False, f"{status.state.value}: {status.reason}", "speechqa index", required=False)

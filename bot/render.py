@@ -1,0 +1,84 @@
+"""Rendering an `Answer` as terminal text (colour only when the terminal supports it)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TextIO
+
+from .answer import Answer, Citation
+from .session import ParagraphView
+
+NOT_FOUND = "讲话中没有找到这个问题的答案。"
+POSSIBLY_RELATED = "可能相关的段落（仅供参考）："
+SOURCES = "出处："
+
+_BOLD_YELLOW, _CYAN, _DIM, _RESET = "\033[1;33m", "\033[36m", "\033[2m", "\033[0m"
+
+
+def use_colour(stream: TextIO) -> bool:
+    """Colour for a terminal, never for pipes or files; NO_COLOR turns it off, FORCE_COLOR on."""
+    if os.environ.get("NO_COLOR"):
+        return False
+    if os.environ.get("FORCE_COLOR"):
+        return True
+    return stream.isatty() and os.environ.get("TERM", "") != "dumb"
+
+
+class _Style:
+    def __init__(self, colour: bool) -> None:
+        self.colour = colour
+
+    def wrap(self, text: str, code: str) -> str:
+        return f"{code}{text}{_RESET}" if self.colour and text else text
+
+    def highlight(self, citation: Citation) -> str:
+        if not self.colour:
+            return citation.snippet
+        out, cursor = [], 0
+        for start, end in citation.highlights:
+            out.append(citation.snippet[cursor:start])
+            out.append(self.wrap(citation.snippet[start:end], _BOLD_YELLOW))
+            cursor = end
+        out.append(citation.snippet[cursor:])
+        return "".join(out)
+
+
+def render_answer(answer: Answer, colour: bool = False) -> str:
+    style = _Style(colour)
+    lines: list[str] = []
+    if answer.found and answer.direct:
+        lines.append("答：")
+        lines.extend(f"  {s.text}" + style.wrap(f"[{s.citation}]", _CYAN) for s in answer.direct)
+        lines.append("")
+        lines.append(SOURCES)
+    elif not answer.found:
+        lines.append(NOT_FOUND)
+        if answer.citations:
+            lines.append(POSSIBLY_RELATED)
+    for citation in answer.citations:
+        number = answer.first_rank + citation.number - 1
+        lines.append(style.wrap(f"[{number}]", _CYAN) + f" {citation.passage.citation}")
+        lines.append(f"    {style.highlight(citation)}")
+    if answer.notice:
+        lines.append("")
+        lines.append(style.wrap(f"注：{answer.notice}", _DIM))
+    return "\n".join(lines)
+
+
+def render_paragraph(view: ParagraphView, colour: bool = False) -> str:
+    style = _Style(colour)
+    lines = [f"[{view.number}] {view.citation}", ""]
+    if view.before:
+        lines += [style.wrap(f"（上一段）{view.before}", _DIM), ""]
+    lines.append(view.text)
+    if view.after:
+        lines += ["", style.wrap(f"（下一段）{view.after}", _DIM)]
+    return "\n".join(lines)
+
+
+def print_error(message: str, hint: str = "", stream: TextIO = sys.stderr) -> None:
+    """One line saying what went wrong, then the next step."""
+    print(f"speechqa: error: {message}", file=stream)
+    if hint:
+        print(f"  next: {hint}", file=stream)
