@@ -8,4 +8,4 @@ Stages, one module each: `load` → `clean` → `structure` → `segment` → `c
 from embeddings.errors import SpeechQAError
 from embeddings.passage import Hit, Passage, SearchResult, Speech
 
-__all__ = ["Hit", "Passage", "SearchResult", "SpeechQAError", "Speech"]
+__all__ = ["Hit", "Passage", "SearchResult", "Speech", "SpeechQAError"]

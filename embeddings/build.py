@@ -35,11 +35,6 @@ class BuildReport:
     dense_weight: float | None
 
 
-def search_text(passage: Passage) -> str:
-    """What both retrievers see: the title and section path give every passage its context."""
-    return f"{passage.title}\n{passage.section}\n{passage.text}"
-
-
 def dictionary_hash(settings: EngineSettings) -> str:
     digest = hashlib.sha256()
     for name in (settings.lexical.user_dict, settings.lexical.stopwords):
@@ -67,7 +62,7 @@ def build_index(
     tokenizer = passage_tokenizer(
         Path(lexical_settings.user_dict), Path(lexical_settings.stopwords), lexical_settings.bigrams
     )
-    texts = [search_text(p) for p in corpus.passages]
+    texts = [p.search_text for p in corpus.passages]
     iterator = tqdm(texts, desc="tokenising", unit="passage", disable=not progress, leave=False)
     token_lists = [tokenizer(text) for text in iterator]
     lexical = LexicalIndex.build(token_lists, lexical_settings.k1, lexical_settings.b)

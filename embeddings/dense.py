@@ -52,7 +52,9 @@ class SentenceTransformerEmbedder:
         self._name = model
         self._instruction = query_instruction
         self._batch_size = batch_size
-        dimension = self._model.get_sentence_embedding_dimension()
+        # sentence-transformers renamed this method; support both sides of the rename.
+        measure = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        dimension = measure()
         self._dimension = int(dimension) if dimension else int(self.embed_queries(["维度"]).shape[1])
 
     @property

@@ -17,6 +17,7 @@ from embeddings.build import BuildReport, build_index, dictionary_hash
 from embeddings.corpus import load_corpus, speech_files
 from embeddings.dense import Embedder, load_embedder, locate_model
 from embeddings.errors import IndexError_, ModelUnavailable
+from embeddings.rerank import Reranker, load_reranker
 from embeddings.retrieve import Retriever
 from embeddings.settings import EngineSettings
 from embeddings.store import StoredIndex, open_stored
@@ -131,4 +132,15 @@ def open_retriever(
         report = rebuild(corpus_root, index_root, settings, embedder=embedder, note=notice, progress=progress)
         status = IndexStatus(IndexState.FRESH, "rebuilt", open_stored(index_root))
     assert status.stored is not None
-    return Retriever(status.stored, settings, embedder, notice), report
+    reranker, rerank_notice = resolve_reranker(settings, allow_network)
+    notice = "; ".join(n for n in (notice, rerank_notice) if n)
+    return Retriever(status.stored, settings, embedder, notice, reranker), report
+
+
+def resolve_reranker(settings: EngineSettings, allow_network: bool) -> tuple[Reranker | None, str]:
+    if not settings.rerank.enabled:
+        return None, ""
+    try:
+        return load_reranker(settings.rerank.model, settings.dense.device, allow_network), ""
+    except ModelUnavailable as error:
+        return None, f"rerank off: {error}"

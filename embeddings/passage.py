@@ -43,9 +43,14 @@ class Passage:
         return f"{head} · 第{self.paragraph_no}段"
 
     @property
+    def search_text(self) -> str:
+        """What both retrievers see: the title and section path give every passage its context."""
+        return f"{self.title}\n{self.section}\n{self.text}"
+
+    @property
     def content_hash(self) -> str:
         """Identifies what an embedder sees, so unchanged passages are never embedded twice."""
-        return hashlib.sha256(f"{self.title}\n{self.section}\n{self.text}".encode()).hexdigest()
+        return hashlib.sha256(self.search_text.encode()).hexdigest()
 
     def to_dict(self) -> dict[str, Any]:
         record = asdict(self)

@@ -8,16 +8,16 @@ from typing import Any
 
 import numpy as np
 
+from embeddings.dense import Embedder
 from embeddings.errors import BadQuestion, IndexError_
 from embeddings.fusion import fuse
 from embeddings.lexical import LexicalIndex
 from embeddings.passage import Hit, Passage, SearchResult, Speech
+from embeddings.rerank import Reranker, rerank_order
 from embeddings.settings import EngineSettings
 from embeddings.store import REBUILD_HINT, StoredIndex
 from embeddings.textnorm import has_searchable_text
 from embeddings.tokenize import BIGRAM_PREFIX, load_stopwords, query_tokenizer
-
-from .dense import Embedder
 
 MAX_QUERY_CHARS = 2000
 
@@ -26,9 +26,15 @@ class Retriever:
     """Searches one index generation; row *i* of every part is passage *i*."""
 
     def __init__(
-        self, stored: StoredIndex, settings: EngineSettings, embedder: Embedder | None = None, notice: str = ""
+        self,
+        stored: StoredIndex,
+        settings: EngineSettings,
+        embedder: Embedder | None = None,
+        notice: str = "",
+        reranker: Reranker | None = None,
     ) -> None:
         self.stored = stored
+        self.reranker = reranker
         self.settings = settings
         self.notice = notice
         self.passages: list[Passage] = stored.read_passages()
@@ -86,7 +92,12 @@ class Retriever:
             fused = fuse(lexical[pool], dense, self.dense_weight)
         else:
             fused = lexical[pool]
-        order = self._one_per_paragraph(pool[np.argsort(-fused, kind="stable")])[:top_k]
+        order = self._one_per_paragraph(pool[np.argsort(-fused, kind="stable")])
+        if self.reranker is not None:
+            head = order[: self.settings.rerank.candidates].tolist()
+            scores = self.reranker.score(question, [self.passages[row].search_text for row in head])
+            order = np.array(rerank_order(head, scores) + order[len(head) :].tolist(), dtype=np.int64)
+        order = order[:top_k]
         fused_by_row = dict(zip(pool.tolist(), fused.tolist(), strict=True))
         hits = tuple(
             Hit(

@@ -85,8 +85,9 @@ def _split_title(lines: list[RawLine], fired: Counter[str]) -> tuple[list[str], 
     index = 0
     while index < len(lines) and len(titles) < 3:
         line = lines[index]
-        is_docx_title = line.is_title or (line.heading_level == 1 and index == 0)
-        if not (is_docx_title or _looks_like_title(line.text)) or _SUBTITLE.match(line.text):
+        if line.heading_level is not None and not line.is_title:
+            break  # a Word heading style marks a section, not the title
+        if not (line.is_title or _looks_like_title(line.text)) or _SUBTITLE.match(line.text):
             break
         titles.append(line.text)
         index += 1

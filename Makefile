@@ -1,0 +1,51 @@
+# Two commands matter:  make ask Q='工匠日是怎么设立的？'   and   make test
+# Each installs what it needs into .venv first (CPU torch before anything that depends on it,
+# so pip never pulls the multi-GB CUDA build).
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# The CPU wheel of torch. On machines without a local wheel, point pip at a CPU index, e.g.
+#   make TORCH_PIP_ARGS='--index-url <your CPU wheel index>' install
+TORCH_SPEC     ?= torch==2.13.0
+TORCH_PIP_ARGS ?=
+STAMP := $(VENV)/.installed
+
+.PHONY: install ask chat index bot test lint bench clean
+export Q
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -e ".[dense,bot,dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+ask: $(STAMP)
+	@if [ -z "$$Q" ]; then echo "usage: make ask Q='工匠日是怎么设立的？'" >&2; exit 2; fi
+	@$(BIN)/speechqa ask "$$Q"
+
+chat: $(STAMP)
+	@$(BIN)/speechqa chat
+
+index: $(STAMP)
+	@$(BIN)/speechqa index
+
+bot: $(STAMP)
+	@$(BIN)/speechqa bot
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run
+
+clean:
+	rm -rf $(VENV) data/index .mypy_cache .ruff_cache .pytest_cache
