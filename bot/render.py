@@ -77,8 +77,9 @@ def render_paragraph(view: ParagraphView, colour: bool = False) -> str:
     return "\n".join(lines)
 
 
-def print_error(message: str, hint: str = "", stream: TextIO = sys.stderr) -> None:
+def print_error(message: str, hint: str = "", stream: TextIO | None = None) -> None:
     """One line saying what went wrong, then the next step."""
+    stream = stream or sys.stderr
     print(f"speechqa: error: {message}", file=stream)
     if hint:
         print(f"  next: {hint}", file=stream)

@@ -9,9 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from embeddings.errors import BadQuestion
 from embeddings.passage import Passage, SearchResult
-from embeddings.retrieve import Retriever
+from embeddings.retrieve import Retriever, validate_question
 
 from .answer import Answer, compose
 from .config import AnswerSettings
@@ -65,12 +64,7 @@ class Conversation:
 
     def ask(self, question: str) -> Answer:
         """A new question (validated against the configured length limit)."""
-        question = question.strip()
-        if len(question) > self.settings.max_question_chars:
-            raise BadQuestion(
-                f"the question is {len(question)} characters; the limit is {self.settings.max_question_chars}",
-                "ask a shorter question",
-            )
+        question = validate_question(question, self.settings.max_question_chars)
         self.result = self.retriever.search(question, top_k=POOL)
         answer = compose(self.result, self.settings)
         self.shown = len(answer.citations)

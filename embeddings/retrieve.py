@@ -22,6 +22,21 @@ from embeddings.tokenize import BIGRAM_PREFIX, load_stopwords, query_tokenizer
 MAX_QUERY_CHARS = 2000
 
 
+def validate_question(question: str, max_chars: int = MAX_QUERY_CHARS) -> str:
+    """The stripped question, or `BadQuestion` saying why it cannot be searched."""
+    question = question.strip()
+    if not question:
+        raise BadQuestion("the question is empty", "type a question in Chinese, e.g. 工匠日是怎么设立的？")
+    if len(question) > max_chars:
+        limit = f"the question is {len(question)} characters; the limit is {max_chars}"
+        raise BadQuestion(limit, "ask a shorter question")
+    if not has_searchable_text(question):
+        raise BadQuestion(
+            "the question has no words to search for (only punctuation, symbols or emoji)", "ask in words"
+        )
+    return question
+
+
 class Retriever:
     """Searches one index generation; row *i* of every part is passage *i*."""
 
@@ -68,13 +83,7 @@ class Retriever:
 
     def search(self, question: str, top_k: int = 5) -> SearchResult:
         """Rank passages for `question`; raises `BadQuestion` when there is nothing to search for."""
-        question = question.strip()
-        if not question:
-            raise BadQuestion("the question is empty", "type a question in Chinese, e.g. 工匠日是怎么设立的？")
-        if len(question) > MAX_QUERY_CHARS:
-            raise BadQuestion(f"the question is {len(question)} characters; the limit is {MAX_QUERY_CHARS}")
-        if not has_searchable_text(question):
-            raise BadQuestion("the question has no words to search for (only punctuation, symbols or emoji)")
+        question = validate_question(question)
         tokens = self.tokenize(question)
         lexical = self.lexical.scores(tokens)
         candidates = self.settings.fusion.candidates

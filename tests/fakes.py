@@ -44,8 +44,13 @@ class FakeEmbedder:
 def build_tiny_sentence_transformer(target: Path, corpus_text: str) -> Path:
     """A 1-layer, 32-dimension BERT with a character vocabulary, saved as a sentence-transformers folder."""
     import torch
-    from sentence_transformers import SentenceTransformer, models
+    from sentence_transformers import SentenceTransformer
     from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    try:
+        from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+    except ImportError:  # sentence-transformers before the modules move
+        from sentence_transformers.models import Pooling, Transformer
 
     bert_dir = target / "bert"
     bert_dir.mkdir(parents=True, exist_ok=True)
@@ -64,8 +69,8 @@ def build_tiny_sentence_transformer(target: Path, corpus_text: str) -> Path:
     )
     BertModel(config).save_pretrained(str(bert_dir))
     tokenizer.save_pretrained(str(bert_dir))
-    transformer = models.Transformer(str(bert_dir), max_seq_length=256)
-    model = SentenceTransformer(modules=[transformer, models.Pooling(32, "mean")], device="cpu")
+    transformer = Transformer(str(bert_dir), max_seq_length=256)
+    model = SentenceTransformer(modules=[transformer, Pooling(32, "mean")], device="cpu")
     model_dir = target / "tiny-st"
     model.save(str(model_dir))
     return model_dir

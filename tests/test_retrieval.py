@@ -1,0 +1,146 @@
+"""Retrieval: tokenisation and normalisation, BM25 quality on the dev set, abstention, fusion, reranking."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from embeddings.errors import BadQuestion
+from embeddings.evaluate import evaluate, load_questions
+from embeddings.fusion import choose_dense_weight, fuse
+from embeddings.rerank import rerank_order
+from embeddings.textnorm import has_searchable_text, matching_form
+from embeddings.tokenize import BIGRAM_PREFIX, passage_tokenizer
+from tests.conftest import DEV_QUESTIONS, REPO
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return passage_tokenizer(REPO / "data/jieba/userdict.txt", REPO / "data/jieba/stopwords.txt", True)
+
+
+@pytest.mark.parametrize("term", ["工匠日", "百日攻坚", "比学赶超", "劳模工匠", "工青妇", "群团组织"])
+def test_domain_terms_stay_whole(tokenizer, term):
+    words = [t for t in tokenizer(f"关于{term}的讲话") if not t.startswith(BIGRAM_PREFIX)]
+    assert term in words
+
+
+def test_tokens_are_words_then_bigrams_without_stop_words(tokenizer):
+    tokens = tokenizer("工匠日是怎么设立的？")
+    assert "工匠日" in tokens and "设立" in tokens
+    assert "怎么" not in tokens and "的" not in tokens
+    assert f"{BIGRAM_PREFIX}匠日" in tokens
+
+
+def test_matching_form_folds_width_script_case_and_spaces():
+    assert matching_form("西湖區總工會") == "西湖区总工会"
+    assert matching_form("ＡＢＣ１２３，") == "abc123,"
+    assert matching_form("4月 3 日") == "4月3日"
+    assert matching_form("a\x00b\u200bc") == "a b c"
+
+
+def test_traditional_question_finds_simplified_passage(shipped_retriever):
+    result = shipped_retriever.search("西湖區總工會在建會工作中有哪些特點？")
+    assert "认识有高度" in result.hits[0].passage.text
+
+
+def test_full_width_and_spaced_question_matches(shipped_retriever):
+    result = shipped_retriever.search("截至３月底 全市新建了 多少家 基层工会")
+    assert "854家" in result.hits[0].passage.text
+
+
+def test_dev_set_lexical_quality_and_abstention(shipped_retriever):
+    report = evaluate(shipped_retriever, load_questions(DEV_QUESTIONS))
+    assert report.hit_at_1 >= 0.94
+    assert report.hit_at_5 == 1.0
+    assert report.declined_unanswerable == report.unanswerable == 2
+    assert report.wrongly_declined_answerable == 0
+
+
+@pytest.mark.parametrize("question", ["杭州的GDP是多少？", "怎么用Python写一个网络爬虫？", "明天会下雨吗？"])
+def test_unrelated_questions_are_declined(shipped_retriever, question):
+    assert not shipped_retriever.search(question).answerable
+
+
+@pytest.mark.parametrize("question", ["", "   ", "？？！！", "😀👍", "x" * 2001])
+def test_questions_with_nothing_to_search_are_refused(shipped_retriever, question):
+    with pytest.raises(BadQuestion):
+        shipped_retriever.search(question)
+
+
+def test_searchable_text_detection():
+    assert has_searchable_text("工会")
+    assert has_searchable_text("GDP")
+    assert not has_searchable_text("？！…… 😀")
+
+
+def test_one_hit_per_paragraph(shipped_retriever):
+    hits = shipped_retriever.search("工匠日", top_k=10).hits
+    keys = [(h.passage.speech_id, h.passage.paragraph_no) for h in hits]
+    assert len(keys) == len(set(keys))
+    assert [h.rank for h in hits] == list(range(1, len(hits) + 1))
+
+
+def test_fuse_is_convex_and_weight_zero_is_lexical_order():
+    lexical = np.array([3.0, 2.0, 1.0])
+    dense = np.array([0.1, 0.9, 0.5])
+    assert np.argsort(-fuse(lexical, dense, 0.0)).tolist() == [0, 1, 2]
+    assert np.argsort(-fuse(lexical, dense, 1.0)).tolist() == [1, 2, 0]
+    assert fuse(lexical, dense, 0.5).max() <= 1.0
+
+
+def test_calibration_gives_a_useless_dense_side_no_weight():
+    rng = np.random.default_rng(0)
+    queries = [(f"q{i}", i) for i in range(20)]
+
+    def lexical(text: str) -> np.ndarray:
+        scores = np.zeros(20)
+        scores[int(text[1:])] = 5.0
+        return scores
+
+    def noise(text: str) -> np.ndarray:
+        return rng.random(20)
+
+    assert choose_dense_weight(queries, lexical, noise, candidates=10) == 0.0
+
+
+def test_calibration_rewards_a_dense_side_that_finds_what_lexical_misses():
+    queries = [(f"q{i}", i) for i in range(20)]
+
+    def lexical(text: str) -> np.ndarray:
+        return np.linspace(1.0, 0.5, 20)  # the same order for every question: right only for q0
+
+    def oracle(text: str) -> np.ndarray:
+        scores = np.zeros(20)
+        scores[int(text[1:])] = 1.0
+        return scores
+
+    assert choose_dense_weight(queries, lexical, oracle, candidates=20) > 0.0
+
+
+def test_rerank_reorders_the_head_only():
+    assert rerank_order([7, 8, 9], np.array([0.1, 0.9, 0.5])) == [8, 9, 7]
+    assert rerank_order([7, 8], np.array([0.5, 0.5])) == [7, 8]
+
+
+class _ReverseReranker:
+    name = "reverse"
+
+    def score(self, question: str, texts: list[str]) -> np.ndarray:
+        return np.arange(len(texts), dtype=np.float32)  # prefers the last candidate
+
+
+def test_reranker_seam_changes_the_order(config_factory):
+    from embeddings.engine import open_retriever
+    from embeddings.retrieve import Retriever
+
+    config = config_factory()
+    plain, _ = open_retriever(Path(config.corpus.path), Path(config.corpus.index_dir), config.engine)
+    reranked = Retriever(plain.stored, config.engine, reranker=_ReverseReranker())
+    question = "工会干部要提高哪些能力？"
+    before = [h.passage.passage_id for h in plain.search(question, top_k=20).hits]
+    after = [h.passage.passage_id for h in reranked.search(question, top_k=20).hits]
+    assert sorted(before) == sorted(after) and before != after
+    assert after[0] == before[-1]
