@@ -20,6 +20,7 @@ from embeddings.textnorm import has_searchable_text
 from embeddings.tokenize import BIGRAM_PREFIX, load_stopwords, query_tokenizer
 
 MAX_QUERY_CHARS = 2000
+CONFIDENCE_FROM_TOP = 3
 
 
 def validate_question(question: str, max_chars: int = MAX_QUERY_CHARS) -> str:
@@ -120,7 +121,9 @@ class Retriever:
             for rank, row in enumerate(order.tolist(), 1)
             if lexical[row] > 0 or row in dense_scores
         )
-        confidence = self.confidence(tokens, int(order[0])) if hits else 0.0
+        # The speeches answer the question when one of the leading passages covers it; the direct
+        # answer then draws on all of them, not only on the first.
+        confidence = max((self.confidence(tokens, int(row)) for row in order[:CONFIDENCE_FROM_TOP]), default=0.0)
         return SearchResult(
             query=question,
             hits=hits,
