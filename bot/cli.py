@@ -42,8 +42,11 @@ def _print_json(data: Any) -> None:
 def _open(config: Config, progress: bool) -> Any:
     from embeddings.engine import open_retriever
 
+    def announce(reason: str) -> None:
+        print(f"building the index ({reason}) …", file=sys.stderr)
+
     retriever, report = open_retriever(
-        config.corpus_path, config.index_path, config.engine, progress=progress, allow_network=True
+        config.corpus_path, config.index_path, config.engine, progress=progress, allow_network=True, on_rebuild=announce
     )
     if report is not None:
         logger.info(
@@ -53,16 +56,11 @@ def _open(config: Config, progress: bool) -> Any:
 
 
 def cmd_ask(args: argparse.Namespace, config: Config) -> int:
-    from embeddings.errors import BadQuestion
+    from embeddings.retrieve import validate_question
 
     from .answer import compose
 
-    question = args.question.strip()
-    if len(question) > config.answer.max_question_chars:
-        raise BadQuestion(
-            f"the question is {len(question)} characters; the limit is {config.answer.max_question_chars}",
-            "ask a shorter question (the limit is [answer] max_question_chars)",
-        )
+    question = validate_question(args.question, config.answer.max_question_chars)
     retriever = _open(config, progress=sys.stderr.isatty())
     settings = config.answer if args.top_k is None else _with_top_k(config, args.top_k)
     answer = compose(retriever.search(question, top_k=settings.top_k), settings)
@@ -173,29 +171,25 @@ def cmd_ingest(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_index(args: argparse.Namespace, config: Config) -> int:
-    from embeddings.engine import IndexState, index_status, planned_dense_model, rebuild, resolve_embedder
+    from embeddings.engine import open_retriever
 
-    engine = config.engine
-    planned = planned_dense_model(engine, allow_network=True)
-    status = index_status(config.corpus_path, config.index_path, engine, planned)
-    if status.state is IndexState.FRESH and not args.force:
-        print(
-            f"index in {config.index_path} is up to date ({status.stored.manifest['counts']['passages']} passages)"
-            if status.stored
-            else "index is up to date"
-        )
+    def announce(reason: str) -> None:
+        print(f"building the index ({reason}) …", file=sys.stderr)
+
+    retriever, report = open_retriever(
+        config.corpus_path,
+        config.index_path,
+        config.engine,
+        progress=sys.stderr.isatty(),
+        allow_network=True,
+        force=args.force,
+        on_rebuild=announce,
+    )
+    if retriever.notice:
+        print(f"note: {retriever.notice}", file=sys.stderr)
+    if report is None:
+        print(f"index in {config.index_path} is up to date ({len(retriever.passages)} passages, {retriever.mode})")
         return 0
-    embedder, notice = resolve_embedder(engine, allow_network=True) if planned else (None, "")
-    if planned is None and engine.dense.mode == "auto":
-        _, notice = resolve_embedder(engine, allow_network=True)
-    if notice:
-        print(f"note: {notice}", file=sys.stderr)
-    print(
-        f"building the index ({status.reason if status.state is not IndexState.FRESH else 'forced'}) …", file=sys.stderr
-    )
-    report = rebuild(
-        config.corpus_path, config.index_path, engine, embedder=embedder, note=notice, progress=sys.stderr.isatty()
-    )
     weight = "" if report.dense_weight is None else f", dense weight {report.dense_weight:.2f}"
     print(
         f"index ready in {config.index_path}: {report.passages} passages, "

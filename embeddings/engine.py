@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -118,23 +119,35 @@ def rebuild(
 
 
 def open_retriever(
-    corpus_root: Path, index_root: Path, settings: EngineSettings, progress: bool = False, allow_network: bool = False
+    corpus_root: Path,
+    index_root: Path,
+    settings: EngineSettings,
+    progress: bool = False,
+    allow_network: bool = False,
+    *,
+    force: bool = False,
+    on_rebuild: Callable[[str], None] | None = None,
 ) -> tuple[Retriever, BuildReport | None]:
-    """A retriever over a fresh index, rebuilding first when the index is missing, stale or damaged."""
-    planned = planned_dense_model(settings, allow_network)
+    """A retriever over a fresh index, rebuilding first when the index is missing, stale or damaged.
+
+    `allow_network` lets a build (never a plain question) fetch the model from the hub; `force`
+    rebuilds even a fresh index; `on_rebuild` hears why a rebuild starts.
+    """
+    planned = planned_dense_model(settings, allow_network=allow_network and force)
     status = index_status(corpus_root, index_root, settings, planned)
-    embedder, notice = resolve_embedder(settings, allow_network) if planned else (None, "")
-    if planned is None and settings.dense.mode == "auto":
-        _, notice = resolve_embedder(settings, allow_network)
+    needs_build = force or status.state is not IndexState.FRESH
+    embedder, notice = resolve_embedder(settings, allow_network=allow_network and needs_build)
     report = None
-    if status.state is not IndexState.FRESH:
-        logger.info("rebuilding the index: %s", status.reason)
+    if needs_build:
+        reason = status.reason if status.state is not IndexState.FRESH else "rebuild requested"
+        logger.info("building the index: %s", reason)
+        if on_rebuild is not None:
+            on_rebuild(reason)
         report = rebuild(corpus_root, index_root, settings, embedder=embedder, note=notice, progress=progress)
-        status = IndexStatus(IndexState.FRESH, "rebuilt", open_stored(index_root))
-    assert status.stored is not None
+    stored = open_stored(index_root) if report is not None or status.stored is None else status.stored
     reranker, rerank_notice = resolve_reranker(settings, allow_network)
     notice = "; ".join(n for n in (notice, rerank_notice) if n)
-    return Retriever(status.stored, settings, embedder, notice, reranker), report
+    return Retriever(stored, settings, embedder, notice, reranker), report
 
 
 def resolve_reranker(settings: EngineSettings, allow_network: bool) -> tuple[Reranker | None, str]:
