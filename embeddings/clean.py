@@ -17,7 +17,8 @@ BOILERPLATE = re.compile(
     r"免责声明|更多范文请|本文来源于|文章来源[:：]|来源[:：]\s*\S+网)"
 )
 _PAGE_MARKER = re.compile(r"^(\d{1,3})、")
-_EDGE_SPACE = " \t\u00a0\u3000\ufeff"
+# Every Unicode space (web copies indent with `&emsp;` = U+2003), plus zero-width space and BOM.
+_EDGE_SPACE = "".join(ch for ch in map(chr, range(0x3001)) if ch.isspace()) + "\u200b\ufeff"
 _SENTENCE_END = set("。！？；!?;…:：")
 _CLOSERS = "”’」』）)》】\"' \u3000"
 # A space is stray when it touches a Chinese character or full-width punctuation: "4月 3 日", "854 家".

@@ -81,10 +81,18 @@ def load_corpus(root: Path, settings: SegmentSettings) -> Corpus:
     speeches: list[Speech] = []
     problems: list[Problem] = []
     by_hash: dict[str, int] = {}
+    used_ids: set[str] = set()
     for path in speech_files(root):
         relative = path.relative_to(root)
+        # `讲话 1.txt`, `讲话-1.txt` and `讲话-1.md` share a base id; passage ids must not collide.
+        speech_id = base_id = speech_id_for(relative)
+        copy = 1
+        while speech_id in used_ids:
+            copy += 1
+            speech_id = f"{base_id}-{copy}"
+        used_ids.add(speech_id)
         try:
-            speech = build_speech(read_document(path), speech_id_for(relative), relative.as_posix())
+            speech = build_speech(read_document(path), speech_id, relative.as_posix())
         except UnreadableSpeech as error:
             problems.append(Problem(relative.as_posix(), str(error).removeprefix(f"{path}: ")))
             continue

@@ -7,6 +7,7 @@ turns bytes into mojibake is worse than a clear "cannot read", because users quo
 from __future__ import annotations
 
 import re
+import stat
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,9 +48,13 @@ class RawDocument:
 def read_document(path: Path) -> RawDocument:
     """Read one speech file, or raise `UnreadableSpeech` naming the file and the reason."""
     try:
-        size = path.stat().st_size
+        status = path.stat()
     except OSError as error:
         raise UnreadableSpeech(f"{path}: cannot be read ({error.strerror or error})") from error
+    if not stat.S_ISREG(status.st_mode):
+        # A FIFO or device named `x.txt` would block the read forever.
+        raise UnreadableSpeech(f"{path}: is not a regular file")
+    size = status.st_size
     if size > MAX_FILE_BYTES:
         raise UnreadableSpeech(f"{path}: {size // 1024 // 1024} MiB is over the 20 MiB limit for a speech")
     try:
@@ -127,15 +132,17 @@ def _docx_lines(path: Path, data: bytes) -> tuple[RawLine, ...]:
         document = docx.Document(io.BytesIO(data))
     except (PackageNotFoundError, zipfile.BadZipFile, KeyError, ValueError) as error:
         raise UnreadableSpeech(f"{path}: is not a readable Word .docx file ({error})") from error
-    lines = []
+    lines: list[RawLine] = []
     for paragraph in document.paragraphs:
         style = (paragraph.style.name if paragraph.style is not None else "") or ""
         match = _DOCX_HEADING.match(style.strip())
-        lines.append(
+        # A soft line break (Shift+Enter) comes through as "\n": each piece is a line of its own.
+        lines.extend(
             RawLine(
-                text=paragraph.text,
+                text=text,
                 heading_level=int(match.group(1)) if match else None,
                 is_title=style.strip().lower() in ("title", "subtitle", "标题"),
             )
+            for text in paragraph.text.splitlines() or [""]
         )
     return tuple(lines)

@@ -49,7 +49,16 @@ def _bounded_units(text: str, max_chars: int) -> list[tuple[int, int]]:
             last = bound
         if piece_start < end:
             units.append((piece_start, end))
-    return units
+    return [trimmed for start, end in units if (trimmed := _trim(text, start, end))]
+
+
+def _trim(text: str, start: int, end: int) -> tuple[int, int] | None:
+    """`(start, end)` without the whitespace at its edges (`! Next` starts a sentence with a space)."""
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return (start, end) if start < end else None
 
 
 def _windows(units: list[tuple[int, int]], max_chars: int, overlap: int) -> Iterator[tuple[int, int]]:
