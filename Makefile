@@ -11,7 +11,7 @@ TORCH_SPEC     ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 STAMP := $(VENV)/.installed
 
-.PHONY: install ask chat index bot test lint bench clean
+.PHONY: install ask chat index bot test lint bench bench-bot clean
 export Q
 
 $(STAMP): pyproject.toml
@@ -46,6 +46,9 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
+
+bench-bot: $(STAMP)
+	$(BIN)/python -m benchmarks.bench_bot --users 50 --questions 4
 
 clean:
 	rm -rf $(VENV) data/index .mypy_cache .ruff_cache .pytest_cache

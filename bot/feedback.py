@@ -1,0 +1,106 @@
+"""The bot's local log: questions asked, 👍/👎 feedback, and refused users, in one SQLite file.
+
+Only allowed users' text is ever written: a refused update is recorded by ids alone. One
+connection is shared by the threads that `asyncio.to_thread` uses, behind a lock, because
+sqlite3 connections must not be used from two threads at once.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS questions (
+    id INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    answer_id TEXT,
+    user_id INTEGER,
+    chat_id INTEGER,
+    via TEXT NOT NULL,
+    question TEXT NOT NULL,
+    found INTEGER NOT NULL,
+    top_citation TEXT,
+    latency_ms REAL
+);
+CREATE TABLE IF NOT EXISTS feedback (
+    answer_id TEXT NOT NULL,
+    user_id INTEGER NOT NULL,
+    at REAL NOT NULL,
+    vote INTEGER NOT NULL CHECK (vote IN (-1, 1)),
+    question TEXT,
+    PRIMARY KEY (answer_id, user_id)
+);
+CREATE TABLE IF NOT EXISTS refused (
+    id INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    user_id INTEGER,
+    chat_id INTEGER,
+    kind TEXT NOT NULL
+);
+"""
+
+
+class FeedbackLog:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+
+    def question(
+        self,
+        *,
+        answer_id: str | None,
+        user_id: int | None,
+        chat_id: int | None,
+        via: str,
+        question: str,
+        found: bool,
+        top_citation: str | None,
+        latency_ms: float,
+    ) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO questions (at, answer_id, user_id, chat_id, via, question, found, top_citation,"
+                " latency_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (time.time(), answer_id, user_id, chat_id, via, question, int(found), top_citation, latency_ms),
+            )
+
+    def vote(self, *, answer_id: str, user_id: int, vote: int, question: str | None) -> bool:
+        """Record a vote; True when it replaced this user's earlier vote on the same answer."""
+        with self._lock:
+            earlier = self._db.execute(
+                "SELECT 1 FROM feedback WHERE answer_id = ? AND user_id = ?", (answer_id, user_id)
+            ).fetchone()
+            self._db.execute(
+                "INSERT OR REPLACE INTO feedback (answer_id, user_id, at, vote, question) VALUES (?, ?, ?, ?, ?)",
+                (answer_id, user_id, time.time(), vote, question),
+            )
+        return earlier is not None
+
+    def refused(self, *, user_id: int | None, chat_id: int | None, kind: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO refused (at, user_id, chat_id, kind) VALUES (?, ?, ?, ?)",
+                (time.time(), user_id, chat_id, kind),
+            )
+
+    def rows(self, table: str) -> list[dict[str, object]]:
+        """Every row of `table`, for tests and for operators poking at the file."""
+        if table not in ("questions", "feedback", "refused"):
+            raise ValueError(f"unknown table {table}")
+        with self._lock:
+            cursor = self._db.execute(f"SELECT * FROM {table}")  # the name was checked above
+            names = [column[0] for column in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,149 @@
+"""Admin actions: `/reindex`, and adding a speech by sending the bot a `.txt`, `.md` or `.docx` file.
+
+A file is read with the engine's own reader before it touches the corpus, so an unreadable file
+is refused with the reason instead of silently skipped. It is written atomically and the index is
+refreshed in a worker thread; unchanged passages keep their cached embeddings, so only the new
+speech is embedded. The new retriever replaces the old one in one assignment: a question being
+answered meanwhile finishes on the old one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import tempfile
+from pathlib import Path
+
+from telegram import Update
+from telegram.constants import ChatType
+from telegram.ext import ContextTypes
+
+from embeddings.atomic import atomic_write_bytes
+from embeddings.build import BuildReport
+from embeddings.corpus import speech_id_for
+from embeddings.engine import open_retriever, rebuild, resolve_embedder
+from embeddings.errors import SpeechQAError, UnreadableSpeech
+from embeddings.load import SUPPORTED_SUFFIXES, read_document
+from embeddings.retrieve import Retriever
+
+from .config import Config
+from .telegram_handlers import reply
+from .telegram_state import bot_state
+
+logger = logging.getLogger(__name__)
+
+_UNSAFE = re.compile(r"[^\w.\-（）()《》 ]+")
+
+
+async def upload(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Add the sent speech to the corpus and say when it can be searched (admins only)."""
+    state, message, user = bot_state(context), update.effective_message, update.effective_user
+    if message is None or message.document is None:
+        return
+    if not state.access.is_admin(user.id if user else None):
+        if message.chat.type == ChatType.PRIVATE:
+            await reply(update, context, ["只有管理员可以上传讲话稿。"])
+        return
+    document = message.document
+    name = safe_name(document.file_name or "")
+    limit = state.config.telegram.max_upload_bytes
+    if not name:
+        await reply(update, context, [f"只接受 {'、'.join(SUPPORTED_SUFFIXES)} 文件，且文件名不能以点开头。"])
+        return
+    if (document.file_size or 0) > limit:
+        await reply(update, context, [f"文件太大（{_size(document.file_size or 0)}），上限是 {_size(limit)}。"])
+        return
+    data = bytes(await (await document.get_file()).download_as_bytearray())
+    if len(data) > limit:
+        await reply(update, context, [f"文件太大（{_size(len(data))}），上限是 {_size(limit)}。"])
+        return
+    problem = await asyncio.to_thread(unreadable_reason, data, name)
+    if problem:
+        await reply(update, context, [f"无法读取这个文件：{problem}"])
+        return
+    await reply(update, context, [f"已收到 {name}，正在加入索引……"])
+    config, target = state.config, state.config.corpus_path / name
+    async with state.rebuilding:
+        previous = target.read_bytes() if target.exists() else None
+        await asyncio.to_thread(atomic_write_bytes, target, data)
+        try:
+            retriever, _ = await asyncio.to_thread(
+                open_retriever, config.corpus_path, config.index_path, config.engine, False, True
+            )
+        except SpeechQAError:
+            logger.exception("indexing the uploaded speech %s failed; the file was withdrawn", name)
+            await asyncio.to_thread(_restore, target, previous)
+            await reply(update, context, ["加入索引失败，文件已撤回。请查看服务器日志。"])
+            return
+        state.retriever = retriever
+    await reply(update, context, [await asyncio.to_thread(announcement, retriever, name)])
+
+
+async def reindex(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Rebuild the whole index from the corpus folder (admins only)."""
+    state, user = bot_state(context), update.effective_user
+    if not state.access.is_admin(user.id if user else None):
+        await reply(update, context, ["只有管理员可以重建索引。"])
+        return
+    await reply(update, context, ["正在重建索引……"])
+    async with state.rebuilding:
+        report, retriever = await asyncio.to_thread(full_rebuild, state.config)
+        state.retriever = retriever
+    await reply(
+        update,
+        context,
+        [f"索引已重建：共 {report.passages} 段（新计算向量 {report.embedded} 段，复用 {report.reused} 段）。"],
+    )
+
+
+def full_rebuild(config: Config) -> tuple[BuildReport, Retriever]:
+    embedder, notice = resolve_embedder(config.engine, allow_network=True)
+    report = rebuild(
+        config.corpus_path, config.index_path, config.engine, embedder=embedder, note=notice, progress=False
+    )
+    retriever, _ = open_retriever(config.corpus_path, config.index_path, config.engine, False, True)
+    return report, retriever
+
+
+def safe_name(file_name: str) -> str:
+    """A plain file name inside the corpus folder, or "" when the type is not one we read."""
+    name = _UNSAFE.sub("_", Path(file_name.replace("\\", "/")).name).strip()
+    if not name or name.startswith((".", "~$")) or Path(name).suffix.lower() not in SUPPORTED_SUFFIXES:
+        return ""
+    return name
+
+
+def unreadable_reason(data: bytes, name: str) -> str:
+    """Why the engine could not read this file, or "" when it can."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / name
+        path.write_bytes(data)
+        try:
+            read_document(path)
+        except UnreadableSpeech as error:
+            return str(error).removeprefix(f"{path}: ")
+    return ""
+
+
+def announcement(retriever: Retriever, name: str) -> str:
+    speech_id = speech_id_for(Path(name))
+    speech = retriever.speeches.get(speech_id)
+    if speech is None:
+        twin = next((s for s in retriever.speeches.values() if name in s.aliases), None)
+        if twin is not None:
+            return f"{name} 与已收录的《{twin.title}》内容相同，已作为它的另一个文件名收录。"
+        return f"{name} 已保存，但其中没有可检索的正文。"
+    count = sum(1 for passage in retriever.passages if passage.speech_id == speech_id)
+    return f"《{speech.title}》已加入，现在可以检索了（{count} 段；索引共 {len(retriever.passages)} 段）。"
+
+
+def _restore(target: Path, previous: bytes | None) -> None:
+    if previous is None:
+        target.unlink(missing_ok=True)
+    else:
+        atomic_write_bytes(target, previous)
+
+
+def _size(count: int) -> str:
+    return f"{count / 1024 / 1024:.1f} MB" if count >= 1024 * 1024 else f"{max(1, count // 1024)} KB"

@@ -1,0 +1,189 @@
+"""Faults Telegram really produces — 429 with retry_after, 403 from a blocked user, dropped connections,
+5xx while polling — and a graceful SIGTERM of the real `speechqa bot` process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from telegram import Update
+
+from bot.config import Config, TelegramSettings
+from bot.session import Conversation
+from bot.telegram import SORRY
+from bot.telegram_access import protect_handlers
+from tests.conftest import REPO
+from tests.fakebotapi import FakeBotApi, drive, everything_said
+
+TOKEN = "123456:TEST-TOKEN-abcdef"
+ALICE, CAROL = 1001, 1003
+SPRING = "“春风行动”坚持了多少年？"
+
+
+@pytest.fixture
+def api(caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]) -> Iterator[FakeBotApi]:
+    caplog.set_level(logging.DEBUG)
+    protect_handlers(TOKEN, [caplog.handler])
+    fake = FakeBotApi(TOKEN).start()
+    yield fake
+    fake.stop()
+    assert fake.problems == []
+    captured = capsys.readouterr()
+    for text in (caplog.text, captured.out, captured.err, *everything_said(fake)):
+        assert "TEST-TOKEN" not in text
+
+
+@pytest.fixture
+def config(config_factory: Callable[..., Config], tmp_path: Path) -> Config:
+    return config_factory(telegram=TelegramSettings(feedback_db=str(tmp_path / "log.sqlite3")))
+
+
+def statuses(api: FakeBotApi, method: str) -> list[int]:
+    return [status for name, _, status in api.calls if name == method]
+
+
+def test_429_retry_after_is_waited_out_and_answered_once(api: FakeBotApi, config: Config) -> None:
+    async def scenario(app: Any) -> None:
+        api.rate_limit("sendMessage", retry_after=1)
+        started = time.monotonic()
+        question = api.send_text(ALICE, SPRING)
+        reply = await api.reply_for(question)
+        assert "一吹就是20年" in reply.text and time.monotonic() - started >= 1.0
+        await asyncio.sleep(0.2)
+        assert len(api.replies_to(question)) == 1
+
+    drive(api, config, scenario)
+    assert statuses(api, "sendMessage") == [429, 200]
+
+
+def test_a_user_who_blocked_the_bot_does_not_stop_it(
+    api: FakeBotApi, config: Config, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def scenario(app: Any) -> None:
+        api.blocked.add(CAROL)
+        blocked = api.send_text(CAROL, SPRING)
+        await api.until(lambda: 403 in statuses(api, "sendMessage"))
+        assert not api.replies_to(blocked)
+        assert "一吹就是20年" in (await api.reply_for(api.send_text(ALICE, SPRING))).text
+
+    drive(api, config, scenario)
+    assert "Forbidden: bot was blocked by the user" in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR and r.name.startswith("bot")]
+
+
+def test_dropped_and_slow_connections_still_answer_exactly_once(api: FakeBotApi, config: Config) -> None:
+    async def scenario(app: Any) -> None:
+        api.drop("sendMessage")
+        first = api.send_text(ALICE, SPRING)
+        assert "一吹就是20年" in (await api.reply_for(first)).text
+        api.delay("sendMessage", 0.5)
+        second = api.send_text(ALICE, "工匠日是怎么设立的？")
+        await api.reply_for(second)
+        await asyncio.sleep(0.2)
+        assert len(api.replies_to(first)) == 1 and len(api.replies_to(second)) == 1
+
+    drive(api, config, scenario)
+    assert statuses(api, "sendMessage")[:2] == [0, 200]  # 0: the connection closed without an answer
+
+
+def test_polling_recovers_from_bad_gateway_and_a_dropped_connection(api: FakeBotApi, config: Config) -> None:
+    async def scenario(app: Any) -> None:
+        api.fail("getUpdates", 502, "Bad Gateway")
+        api.drop("getUpdates")
+        reply = await api.reply_for(api.send_text(ALICE, SPRING), within=15)
+        assert "一吹就是20年" in reply.text
+
+    drive(api, config, scenario)
+    assert 502 in statuses(api, "getUpdates") and 0 in statuses(api, "getUpdates")
+
+
+def test_errors_are_logged_and_the_user_told_without_details(
+    api: FakeBotApi, config: Config, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(self: Conversation, question: str) -> Any:
+        raise RuntimeError("index shard 7 is corrupt")
+
+    monkeypatch.setattr(Conversation, "ask", broken)
+
+    async def scenario(app: Any) -> None:
+        reply = await api.reply_for(api.send_text(ALICE, SPRING))
+        assert reply.text == SORRY
+
+    drive(api, config, scenario)
+    assert "exception while handling update" in caplog.text and "index shard 7 is corrupt" in caplog.text
+    assert all("shard" not in sent.text for sent in api.sent)
+
+
+def test_an_update_delivered_twice_is_answered_once(api: FakeBotApi, config: Config) -> None:
+    message = {
+        "message_id": 50_000,
+        "date": int(time.time()),
+        "chat": {"id": ALICE, "type": "private", "first_name": "用户"},
+        "from": api.user(ALICE),
+        "text": SPRING,
+    }
+
+    async def scenario(app: Any) -> None:
+        update = Update.de_json({"update_id": 90_000, "message": message}, app.bot)
+        await app.process_update(update)
+        await app.process_update(update)
+        await api.reply_for(message)
+
+    drive(api, config, scenario)
+    assert len(api.replies_to(message)) == 1
+
+
+def test_speechqa_bot_answers_pending_questions_and_stops_cleanly_on_sigterm(api: FakeBotApi, tmp_path: Path) -> None:
+    corpus = REPO / "data" / "speeches"
+    jieba = REPO / "data" / "jieba"
+    (tmp_path / "config.toml").write_text(
+        f"""
+[corpus]
+path = "{corpus}"
+index_dir = "{tmp_path / "index"}"
+[lexical]
+user_dict = "{jieba / "userdict.txt"}"
+stopwords = "{jieba / "stopwords.txt"}"
+question_frames = "{jieba / "question_frames.txt"}"
+[dense]
+mode = "off"
+[telegram]
+feedback_db = "{tmp_path / "log.sqlite3"}"
+""",
+        "utf-8",
+    )
+    waiting = api.send_text(ALICE, SPRING)  # asked while the bot was down: must not be dropped
+    env = {**os.environ, "TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_API_BASE_URL": f"http://127.0.0.1:{api.port}"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", "--config", str(tmp_path / "config.toml"), "-v", "bot"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not api.reply_to(waiting) and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.05)
+        reply = api.reply_to(waiting)
+        assert reply is not None and "一吹就是20年" in reply.text
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err
+    assert "ready" in err and "TEST-TOKEN" not in out + err
+    assert api.pending_updates() == 0  # the last offset was confirmed on the way out
+    assert all(not params.get("drop_pending_updates") for name, params, _ in api.calls if name == "deleteWebhook")
