@@ -48,7 +48,7 @@ class SentenceTransformerEmbedder:
         try:
             self._model = SentenceTransformer(model, device=device, local_files_only=local_only)
         except (OSError, ValueError, RuntimeError) as error:
-            raise ModelUnavailable(f"embedding model {model} cannot be loaded: {error}", _SUPPLY_HINT) from error
+            raise ModelUnavailable(f"embedding model {model} cannot be loaded: {error}", supply_hint(model)) from error
         self._name = model
         self._instruction = query_instruction
         self._batch_size = batch_size
@@ -83,11 +83,12 @@ class SentenceTransformerEmbedder:
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
-_SUPPLY_HINT = (
-    "set [dense] model in config.toml to a local model folder, or set HF_ENDPOINT to a reachable mirror, "
-    "or download it once where there is network (huggingface-cli download MODEL) and copy the "
-    'Hugging Face cache here; or set [dense] mode = "off"'
-)
+def supply_hint(model: str) -> str:
+    return (
+        "set [dense] model in config.toml to a local model folder, or set HF_ENDPOINT to a reachable mirror, "
+        f"or run `huggingface-cli download {model}` where there is network and copy the Hugging Face cache here; "
+        'or set [dense] mode = "off"'
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +150,6 @@ def load_embedder(model: str, query_instruction: str, batch_size: int, device: s
     """Load the configured model or raise `ModelUnavailable` with how to supply one."""
     location = locate_model(model, allow_network)
     if not location.available:
-        raise ModelUnavailable(f"embedding model {model} is not available: {location.reason}", _SUPPLY_HINT)
+        raise ModelUnavailable(f"embedding model {model} is not available: {location.reason}", supply_hint(model))
     logger.info("loading embedding model %s (%s)", model, location.reason)
     return SentenceTransformerEmbedder(model, query_instruction, batch_size, device, location.local_only)
