@@ -58,9 +58,12 @@ class Retriever:
         lexical = settings.lexical
         self.tokenize = query_tokenizer(stored.directory / "query_dict.txt", Path(lexical.stopwords), lexical.bigrams)
         self.question_frames = load_stopwords(Path(lexical.question_frames))
-        dense = stored.manifest.get("dense")
-        self.embedder = embedder if dense and embedder is not None and dense["model"] == embedder.name else None
-        self.dense_weight = float(dense["weight"]) if self.embedder is not None and dense else 0.0
+        dense: dict[str, Any] = stored.manifest.get("dense") or {}
+        weight = float(dense.get("weight") or 0.0)
+        # A calibrated weight of 0 means the model cannot improve this index's ranking: skip its per-question cost.
+        usable = embedder is not None and dense.get("model") == embedder.name and weight > 0
+        self.embedder = embedder if usable else None
+        self.dense_weight = weight if usable else 0.0
         self.vectors: Any = None
         if self.embedder is not None:
             from embeddings.vectors import load_vector_index

@@ -1,0 +1,120 @@
+"""The three benchmark datasets in one shape: passages to index, questions, and how a hit is judged.
+
+- `speeches`: the shipped speeches (`data/speeches/`) and the dev questions with gold spans.
+- `cmrc-848`: CMRC 2018 dev questions over their own 848 passages.
+- `cmrc-3507`: the same questions over every CMRC 2018 paragraph (train + dev + trial) as distractors.
+
+A CMRC passage becomes one `Passage` (its own "speech" with one paragraph), so the engine indexes it
+exactly as it would a paragraph of a speech; a CMRC question is answered by its `passage_id`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from embeddings.corpus import Corpus, load_corpus
+from embeddings.evaluate import load_questions, scoring_form
+from embeddings.passage import Passage
+from embeddings.settings import SegmentSettings
+
+# The shared data sets live outside the repository; another machine points at its copy.
+SHARED = Path(os.environ.get("SPEECHQA_SHARED", "/work/shared"))
+SPEECH_QUESTIONS = SHARED / "eval" / "speeches-dev.jsonl"
+CMRC_DEV = SHARED / "bench" / "cmrc2018-dev"
+CMRC_ALL_PASSAGES = SHARED / "bench" / "cmrc2018-all-passages.jsonl"
+
+DATASETS = ("speeches", "cmrc-848", "cmrc-3507")
+LABELS = {
+    "speeches": "Speeches dev",
+    "cmrc-848": "CMRC 2018 dev, 848-passage pool",
+    "cmrc-3507": "CMRC 2018 dev, 3,507-passage pool",
+}
+# --quick keeps every pool whole (index size is what latency and memory depend on) and scores
+# an evenly spread sample of this many CMRC questions.
+QUICK_QUESTIONS = 300
+
+
+@dataclass(frozen=True, slots=True)
+class Question:
+    id: str
+    text: str
+    answerable: bool
+    gold_spans: tuple[str, ...] = ()  # already in scoring form (NFKC, no whitespace)
+    gold_passage: str | None = None  # CMRC: the one passage that answers it
+
+    def answered_by(self, passage_id: str, text: str) -> bool:
+        """Scored as `shared/eval/README.md` says for spans; CMRC has exactly one gold passage."""
+        if self.gold_passage is not None:
+            return passage_id == self.gold_passage
+        form = scoring_form(text)
+        return any(span in form for span in self.gold_spans)
+
+
+@dataclass(frozen=True, slots=True)
+class Dataset:
+    name: str
+    corpus: Corpus
+    questions: tuple[Question, ...]
+    # What the tutorial baseline chunks: (document id, text). For the speeches the whole cleaned
+    # speeches, ranked chunk by chunk; for CMRC the passages, each ranked by its best chunk.
+    baseline_documents: tuple[tuple[str, str], ...]
+    baseline_ranks_chunks: bool
+
+    @property
+    def label(self) -> str:
+        return LABELS[self.name]
+
+
+def load_dataset(name: str, segment: SegmentSettings, speeches_root: Path, quick: bool) -> Dataset:
+    if name == "speeches":
+        return _speeches(segment, speeches_root)
+    if name == "cmrc-848":
+        return _cmrc(name, CMRC_DEV / "passages.jsonl", quick)
+    if name == "cmrc-3507":
+        return _cmrc(name, CMRC_ALL_PASSAGES, quick)
+    raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
+
+
+def _speeches(segment: SegmentSettings, root: Path) -> Dataset:
+    corpus = load_corpus(root, segment)
+    questions = tuple(
+        Question(q.id, q.question, q.answerable, tuple(scoring_form(g) for g in q.gold))
+        for q in load_questions(SPEECH_QUESTIONS)
+    )
+    documents = tuple((s.speech_id, s.text) for s in corpus.speeches)
+    return Dataset("speeches", corpus, questions, documents, baseline_ranks_chunks=True)
+
+
+def _cmrc(name: str, passages_file: Path, quick: bool) -> Dataset:
+    passages = tuple(_cmrc_passage(record) for record in _read_jsonl(passages_file))
+    corpus = Corpus(root=passages_file.parent, speeches=(), passages=passages, problems=())
+    questions = [
+        Question(str(r["id"]), str(r["question"]), True, gold_passage=str(r["passage_id"]))
+        for r in _read_jsonl(CMRC_DEV / "questions.jsonl")
+    ]
+    if quick:
+        questions = questions[:: max(1, len(questions) // QUICK_QUESTIONS)][:QUICK_QUESTIONS]
+    documents = tuple((p.passage_id, p.text) for p in passages)
+    return Dataset(name, corpus, tuple(questions), documents, baseline_ranks_chunks=False)
+
+
+def _cmrc_passage(record: dict[str, str]) -> Passage:
+    text = str(record["text"])
+    return Passage(
+        passage_id=str(record["id"]),
+        speech_id=str(record["id"]),
+        title=str(record["title"]),
+        section_path=(),
+        paragraph_no=1,
+        part=1,
+        start=0,
+        end=len(text),
+        text=text,
+    )
+
+
+def _read_jsonl(path: Path) -> list[dict[str, str]]:
+    return [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
