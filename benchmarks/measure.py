@@ -3,20 +3,19 @@
 Each question is timed alone with `time.perf_counter` around the system's whole search call
 (tokenising, scoring, ranking), after a few untimed warm-up questions, so that first-call costs
 (lazy imports, page faults, caches) do not land on the first timed query. Ranks, hit@k and MRR@10
-follow `embeddings/evaluate.py`; its `percentile` is reused so p50/p95 mean the same thing here.
+are scored by `embeddings.evaluate.score` and p50/p95 by its `percentile`, so they mean the same here.
 """
 
 from __future__ import annotations
 
 import resource
-import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from benchmarks.datasets import Question
-from embeddings.evaluate import percentile
+from embeddings.evaluate import Quality, percentile
 
 WARMUP_QUERIES = 5
 MRR_DEPTH = 10
@@ -34,18 +33,6 @@ class Outcome:
     rank: int | None  # rank of the first hit that answers the question; None when none of the top 10 does
     declined: bool
     latency_ms: float
-
-
-@dataclass(frozen=True, slots=True)
-class Quality:
-    questions: int
-    answerable: int
-    hit_at_1: float
-    hit_at_5: float
-    mrr_at_10: float
-    unanswerable: int
-    declined_unanswerable: int
-    wrongly_declined: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,25 +61,6 @@ def first_answer(question: Question, ranking: Ranking) -> int | None:
     return next(
         (rank for rank, pid, text in ranking.hits if rank <= MRR_DEPTH and question.answered_by(pid, text)),
         None,
-    )
-
-
-def quality(outcomes: Sequence[Outcome]) -> Quality:
-    answerable = [o for o in outcomes if o.answerable]
-    unanswerable = [o for o in outcomes if not o.answerable]
-
-    def hit_at(k: int) -> float:
-        return sum(1 for o in answerable if o.rank is not None and o.rank <= k) / len(answerable) if answerable else 0.0
-
-    return Quality(
-        questions=len(outcomes),
-        answerable=len(answerable),
-        hit_at_1=hit_at(1),
-        hit_at_5=hit_at(5),
-        mrr_at_10=statistics.fmean([1 / o.rank if o.rank else 0.0 for o in answerable]) if answerable else 0.0,
-        unanswerable=len(unanswerable),
-        declined_unanswerable=sum(1 for o in unanswerable if o.declined),
-        wrongly_declined=sum(1 for o in answerable if o.declined),
     )
 
 

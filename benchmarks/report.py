@@ -92,7 +92,7 @@ def _row(m: Measurement, baseline: Measurement | None) -> str:
         f"{q.mrr_at_10:.3f}",
         f"{q.declined_unanswerable}/{q.unanswerable}" if has_unanswerable else "—",
         # Every CMRC question is answerable, so declining one is always wrong: worth showing there too.
-        f"{q.wrongly_declined}/{q.answerable}" if has_unanswerable or m.system != "baseline" else "—",
+        f"{q.wrongly_declined_answerable}/{q.answerable}" if has_unanswerable or m.system != "baseline" else "—",
         f"{m.build_s:.2f}",
         _ms(m.latency.p50_ms),
         _ms(m.latency.p95_ms),
@@ -127,7 +127,10 @@ def targets(results: Sequence[Measurement], cold: ColdStart | None) -> list[str]
                 q.declined_unanswerable == q.unanswerable,
                 f"speeches, lexical: unanswerable declined {q.declined_unanswerable}/{q.unanswerable}",
             ),
-            _check(q.wrongly_declined == 0, f"speeches, lexical: answerable wrongly declined {q.wrongly_declined}"),
+            _check(
+                q.wrongly_declined_answerable == 0,
+                f"speeches, lexical: answerable wrongly declined {q.wrongly_declined_answerable}",
+            ),
         ]
     if lex is not None and hyb is not None:
         lines.append(

@@ -31,11 +31,11 @@ from benchmarks.measure import (
     Stopwatch,
     latency,
     peak_rss_mib,
-    quality,
     run_questions,
 )
 from embeddings.build import build_index
 from embeddings.dense import Embedder
+from embeddings.evaluate import score
 from embeddings.retrieve import Retriever
 from embeddings.settings import EngineSettings
 from embeddings.store import open_stored
@@ -105,7 +105,7 @@ def _lexical(dataset: Dataset, settings: EngineSettings) -> Measurement:
         system="lexical",
         indexed=report.passages,
         indexed_unit="passages",
-        quality=quality(outcomes),
+        quality=score(outcomes),
         latency=latency(outcomes),
         build_s=build.seconds,
         peak_rss_mib=peak_rss_mib(),
@@ -133,7 +133,7 @@ def _hybrid(dataset: Dataset, settings: EngineSettings) -> Measurement:
         system="hybrid",
         indexed=report.passages,
         indexed_unit="passages",
-        quality=quality(outcomes),
+        quality=score(outcomes),
         latency=latency(timed),
         build_s=build.seconds,
         peak_rss_mib=peak_rss_mib(),
@@ -174,7 +174,7 @@ def _baseline(dataset: Dataset) -> Measurement:
         system="baseline",
         indexed=len(index.chunks),
         indexed_unit="chunks",
-        quality=quality(outcomes),
+        quality=score(outcomes),
         latency=latency(outcomes),
         build_s=build.seconds,
         peak_rss_mib=peak_rss_mib(),

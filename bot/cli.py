@@ -206,12 +206,13 @@ def cmd_eval(args: argparse.Namespace, config: Config) -> int:
     if args.json:
         _print_json(report.to_dict())
         return 0
-    print(f"questions {report.questions} (answerable {report.answerable}, unanswerable {report.unanswerable})")
-    hits = f"hit@1 {report.hit_at_1:.3f}  hit@3 {report.hit_at_3:.3f}  hit@5 {report.hit_at_5:.3f}"
-    print(f"{hits}  MRR@10 {report.mrr_at_10:.3f}")
+    quality = report.quality
+    print(f"questions {quality.questions} (answerable {quality.answerable}, unanswerable {quality.unanswerable})")
+    hits = f"hit@1 {quality.hit_at_1:.3f}  hit@3 {quality.hit_at_3:.3f}  hit@5 {quality.hit_at_5:.3f}"
+    print(f"{hits}  MRR@10 {quality.mrr_at_10:.3f}")
     print(
-        f"declined unanswerable {report.declined_unanswerable}/{report.unanswerable}  "
-        f"wrongly declined answerable {report.wrongly_declined_answerable}/{report.answerable}"
+        f"declined unanswerable {quality.declined_unanswerable}/{quality.unanswerable}  "
+        f"wrongly declined answerable {quality.wrongly_declined_answerable}/{quality.answerable}"
     )
     print(f"latency p50 {report.latency_p50_ms:.2f} ms  p95 {report.latency_p95_ms:.2f} ms")
     for row in report.rows:

@@ -15,7 +15,7 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from embeddings.errors import SpeechQAError
 from embeddings.retrieve import Retriever
@@ -43,7 +43,9 @@ class EvalRow:
 
 
 @dataclass(frozen=True, slots=True)
-class EvalReport:
+class Quality:
+    """hit@k and MRR@10 over the answerable questions; abstention over both kinds."""
+
     questions: int
     answerable: int
     hit_at_1: float
@@ -53,12 +55,49 @@ class EvalReport:
     unanswerable: int
     declined_unanswerable: int
     wrongly_declined_answerable: int
+
+
+class Scored(Protocol):
+    @property
+    def answerable(self) -> bool: ...
+
+    @property
+    def rank(self) -> int | None: ...
+
+    @property
+    def declined(self) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class EvalReport:
+    quality: Quality
     latency_p50_ms: float
     latency_p95_ms: float
     rows: tuple[EvalRow, ...]
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self.quality), **{k: v for k, v in asdict(self).items() if k != "quality"}}
+
+
+def score(rows: Sequence[Scored]) -> Quality:
+    """The figures of `shared/eval/README.md` for questions already ranked (shared with the benchmarks)."""
+    answerable = [r for r in rows if r.answerable]
+    unanswerable = [r for r in rows if not r.answerable]
+
+    def hit_at(k: int) -> float:
+        return sum(1 for r in answerable if r.rank is not None and r.rank <= k) / len(answerable) if answerable else 0.0
+
+    return Quality(
+        questions=len(rows),
+        answerable=len(answerable),
+        hit_at_1=hit_at(1),
+        hit_at_3=hit_at(3),
+        hit_at_5=hit_at(5),
+        mrr_at_10=statistics.fmean([1 / r.rank if r.rank else 0.0 for r in answerable]) if answerable else 0.0,
+        unanswerable=len(unanswerable),
+        declined_unanswerable=sum(1 for r in unanswerable if r.declined),
+        wrongly_declined_answerable=sum(1 for r in answerable if r.declined),
+    )
 
 
 def scoring_form(text: str) -> str:
@@ -123,23 +162,9 @@ def evaluate(retriever: Retriever, questions: Sequence[EvalQuestion]) -> EvalRep
                 latency,
             )
         )
-    answerable = [r for r in rows if r.answerable]
-    unanswerable = [r for r in rows if not r.answerable]
-
-    def hit_at(k: int) -> float:
-        return sum(1 for r in answerable if r.rank is not None and r.rank <= k) / len(answerable) if answerable else 0.0
-
     latencies = [r.latency_ms for r in rows]
     return EvalReport(
-        questions=len(rows),
-        answerable=len(answerable),
-        hit_at_1=hit_at(1),
-        hit_at_3=hit_at(3),
-        hit_at_5=hit_at(5),
-        mrr_at_10=statistics.fmean([1 / r.rank if r.rank else 0.0 for r in answerable]) if answerable else 0.0,
-        unanswerable=len(unanswerable),
-        declined_unanswerable=sum(1 for r in unanswerable if r.declined),
-        wrongly_declined_answerable=sum(1 for r in answerable if r.declined),
+        quality=score(rows),
         latency_p50_ms=percentile(latencies, 0.5),
         latency_p95_ms=percentile(latencies, 0.95),
         rows=tuple(rows),
