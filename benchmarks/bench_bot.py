@@ -1,12 +1,18 @@
 """Load test of the Telegram bot: simulated users ask questions through the fake Bot API on loopback.
 
-    python -m benchmarks.bench_bot --users 50 --questions 4 [--fault-rate 0.1] [--seed 7]
+    python -m benchmarks.bench_bot --users 200 --questions 5 --fault-rate 0.1 --seed 7
 
 Each user asks its questions one after another, waiting for each answer (as people do). The bot
 is the production application with its production rate limiter, so Telegram's ~30 messages per
-second overall limit is part of what is measured. Prints JSON: questions answered, lost (no answer
-in time) and duplicated (answered twice), update→reply latency percentiles in milliseconds, wall
-time and peak RSS (of this process, which also runs the fake server).
+second overall limit is part of what is measured. With `--fault-rate`, that share of sendMessage,
+sendChatAction and getUpdates calls fails at random: 429 (retry after 1 s), 500, a dropped
+connection, or a response slower than the client's read timeout to a request that was executed.
+
+Prints JSON: questions answered, lost (never answered), duplicated (answered more than once),
+throughput, update→reply latency percentiles in milliseconds, the faults actually injected, errors
+logged and whether the bot stopped polling (crashed), and memory: RSS sampled every 0.5 s, its peak
+and the median of the first and last quarter of the run (flat memory: the two are close). The RSS
+is this process's, which also runs the fake server and the simulated users.
 """
 
 from __future__ import annotations
@@ -14,17 +20,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
+import os
 import random
 import resource
 import shutil
 import statistics
 import tempfile
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from bot.config import load_config
+from bot.telegram import SORRY
 from embeddings.settings import DenseSettings
 from tests.fakebotapi import FakeBotApi, drive
 
@@ -54,8 +64,58 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
-def run(users: int = 50, questions: int = 4, fault_rate: float = 0.0, seed: int = 0) -> dict[str, Any]:
-    """Run the load test and return its figures (see the module docstring)."""
+class RssSampler:
+    """Samples this process's resident memory every `every` seconds in a thread."""
+
+    def __init__(self, every: float = 0.5) -> None:
+        self.every = every
+        self.samples: list[tuple[float, float]] = []  # (perf_counter, MB)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            self.samples.append((time.perf_counter(), rss_mb()))
+            if self._stop.wait(self.every):
+                return
+
+    def quarters(self, start: float, end: float) -> tuple[float, float]:
+        """Median RSS over the first and the last quarter of [start, end]."""
+        span = max(end - start, 1e-9)
+        first = [mb for at, mb in self.samples if start <= at <= start + span / 4]
+        last = [mb for at, mb in self.samples if end - span / 4 <= at <= end]
+        return (statistics.median(first) if first else 0.0, statistics.median(last) if last else 0.0)
+
+
+def rss_mb() -> float:
+    try:
+        with Path("/proc/self/statm").open() as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1024 / 1024
+    except OSError:  # not Linux: the peak so far is the best available figure
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class ErrorCount(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
+
+
+def run(
+    users: int = 50, questions: int = 4, fault_rate: float = 0.0, seed: int = 0, timeout: float = 5.0
+) -> dict[str, Any]:
+    """Run the load test and return its figures (see the module docstring); `timeout` is the client's."""
     pool, rng = dev_questions(), random.Random(seed)
     plan = {1_000_000 + user: [rng.choice(pool) for _ in range(questions)] for user in range(users)}
     with tempfile.TemporaryDirectory(prefix="bench-bot-") as folder:
@@ -72,24 +132,24 @@ def run(users: int = 50, questions: int = 4, fault_rate: float = 0.0, seed: int 
                 rate_limit_per_minute=max(base.telegram.rate_limit_per_minute, questions),
             ),
         )
-        api = FakeBotApi(TOKEN, seed=seed).start()
+        api = FakeBotApi(TOKEN, seed=seed, slow_seconds=timeout + 0.5).start()
         if fault_rate:
             api.random_faults(fault_rate, FAULTY_METHODS)
         asked: list[tuple[dict[str, Any], float]] = []
         latencies: list[float] = []
-        lost = 0
         clock: dict[str, float] = {}
+        alive: dict[str, bool] = {}
+        errors = ErrorCount()
+        crash = ""
 
         async def user(user_id: int) -> None:
-            nonlocal lost
             for question in plan[user_id]:
                 sent_at = time.perf_counter()
                 message = api.send_text(user_id, question)
                 asked.append((message, sent_at))
                 try:
-                    reply = await api.reply_for(message, within=60)
-                except AssertionError:
-                    lost += 1
+                    reply = await api.reply_for(message, within=120)
+                except AssertionError:  # counted as lost below unless it turns up later
                     continue
                 latencies.append((reply.at - sent_at) * 1000)
 
@@ -97,30 +157,55 @@ def run(users: int = 50, questions: int = 4, fault_rate: float = 0.0, seed: int 
             clock["start"] = time.perf_counter()
             await asyncio.gather(*(user(user_id) for user_id in plan))
             clock["end"] = time.perf_counter()
-            await asyncio.sleep(1.0)  # a duplicate would arrive after the first answer
+            # a duplicate comes after the first answer, at worst after a slow response and a retry
+            await asyncio.sleep(timeout + 2.0)
+            alive["polling"] = bool(app.updater.running and app.running)
 
+        logging.getLogger().addHandler(errors)
         try:
-            drive(api, config, scenario, timeout=5.0)
+            with RssSampler() as memory:
+                drive(api, config, scenario, timeout=timeout)
+        except Exception as error:  # the figures must still come out, saying the bot crashed
+            crash = repr(error)
         finally:
+            logging.getLogger().removeHandler(errors)
             api.stop()
         replies = [len(api.replies_to(message)) for message, _ in asked]
+        apologies = sum(1 for message, _ in asked if any(r.text == SORRY for r in api.replies_to(message)))
+    start, end = clock.get("start", 0.0), clock.get("end", 0.0)
+    first, last = memory.quarters(start, end)
+    answered = sum(1 for n in replies if n >= 1) - apologies
     return {
         "users": users,
         "questions_per_user": questions,
         "fault_rate": fault_rate,
         "seed": seed,
         "questions": len(asked),
-        "answered": sum(1 for n in replies if n >= 1),
-        "lost": lost,
+        "answered": answered,
+        "apologised": apologies,  # "something went wrong" instead of an answer: counted as lost
+        "lost": users * questions - answered,
         "duplicated": sum(1 for n in replies if n > 1),
+        "throughput_answers_per_s": round(answered / (end - start), 2) if end > start else 0.0,
         "latency_ms": {
             "p50": round(percentile(latencies, 0.50), 1),
             "p95": round(percentile(latencies, 0.95), 1),
             "p99": round(percentile(latencies, 0.99), 1),
             "mean": round(statistics.fmean(latencies), 1) if latencies else 0.0,
         },
-        "wall_seconds": round(clock.get("end", 0.0) - clock.get("start", 0.0), 2),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "wall_seconds": round(end - start, 2),
+        "faults_injected": dict(sorted(api.injected.items())),
+        "api_calls": len(api.calls),
+        "errors_logged": errors.count,
+        "crashed": bool(crash) or not alive.get("polling", False),
+        "crash": crash,
+        "memory_mb": {
+            "peak_rss": round(
+                max([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, *(mb for _, mb in memory.samples)]), 1
+            ),
+            "first_quarter_median": round(first, 1),
+            "last_quarter_median": round(last, 1),
+            "samples": len(memory.samples),
+        },
         "problems": api.problems,
     }
 
@@ -131,8 +216,10 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=4, help="questions per user")
     parser.add_argument("--fault-rate", type=float, default=0.0, help="share of API calls that fail (0 to 1)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--timeout", type=float, default=5.0, help="the bot's HTTP timeouts, in seconds")
     args = parser.parse_args()
-    print(json.dumps(run(args.users, args.questions, args.fault_rate, args.seed), ensure_ascii=False, indent=2))
+    figures = run(args.users, args.questions, args.fault_rate, args.seed, args.timeout)
+    print(json.dumps(figures, ensure_ascii=False, indent=2))
 
 
 if __name__ == "__main__":

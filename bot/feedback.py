@@ -1,16 +1,27 @@
-"""The bot's local log: questions asked, 👍/👎 feedback, and refused users, in one SQLite file.
+"""The bot's local log: questions asked, 👍/👎 feedback, refused users, and the update ledger, in one SQLite file.
 
 Only allowed users' text is ever written: a refused update is recorded by ids alone. One
 connection is shared by the threads that `asyncio.to_thread` uses, behind a lock, because
 sqlite3 connections must not be used from two threads at once.
+
+The `updates` table is what lets a killed bot come back without losing or repeating answers.
+python-telegram-bot confirms a batch of updates to Telegram (by the offset of its next
+getUpdates) as soon as it has fetched it, long before the questions in it are answered, so
+Telegram's own redelivery cannot be relied on: each allowed update is journaled (with its JSON)
+before that confirmation, and marked answered (its text dropped) right after the reply is sent.
+A restart replays what was journaled but never answered and skips what was already answered.
+Every write commits on its own; with WAL a killed process loses none of them.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS questions (
@@ -40,7 +51,22 @@ CREATE TABLE IF NOT EXISTS refused (
     chat_id INTEGER,
     kind TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS updates (
+    update_id INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    payload TEXT,
+    answered_at REAL,
+    replays INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS updates_at ON updates (at);
 """
+# Telegram keeps an unconfirmed update for 24 hours and restarts update ids at random after a
+# week without updates, so ids older than a week can neither come back nor be told apart.
+KEEP_SECONDS = 7 * 24 * 3600
+KEEP_ROWS = 100_000
+PRUNE_EVERY = 1_000
+REPLAY_WITHIN = 24 * 3600
+MAX_REPLAYS = 3  # an update that was in flight at three crashes in a row is not tried a fourth time
 
 
 class FeedbackLog:
@@ -53,6 +79,8 @@ class FeedbackLog:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+        self._marks = 0
+        self.prune()
 
     def question(
         self,
@@ -92,9 +120,66 @@ class FeedbackLog:
                 (time.time(), user_id, chat_id, kind),
             )
 
+    def journal(self, updates: Iterable[tuple[int, dict[str, Any] | None]]) -> None:
+        """Note fetched updates before Telegram is told they arrived; `None` keeps only the id."""
+        now = time.time()
+        rows = [
+            (update_id, now, None if payload is None else json.dumps(payload, ensure_ascii=False))
+            for update_id, payload in updates
+        ]
+        with self._lock:
+            self._db.executemany("INSERT OR IGNORE INTO updates (update_id, at, payload) VALUES (?, ?, ?)", rows)
+
+    def answered(self, update_id: int) -> bool:
+        with self._lock:
+            row = self._db.execute("SELECT answered_at FROM updates WHERE update_id = ?", (update_id,)).fetchone()
+        return row is not None and row[0] is not None
+
+    def mark_answered(self, update_id: int) -> None:
+        """Record that `update_id` was answered, forgetting its text; prunes the ledger now and then."""
+        now = time.time()
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO updates (update_id, at, answered_at) VALUES (?, ?, ?) ON CONFLICT (update_id)"
+                " DO UPDATE SET answered_at = excluded.answered_at, payload = NULL",
+                (update_id, now, now),
+            )
+            self._marks += 1
+            due = self._marks % PRUNE_EVERY == 0
+        if due:
+            self.prune()
+
+    def unanswered(self) -> list[dict[str, Any]]:
+        """Journaled updates never answered (the bot died with them in flight), oldest first.
+
+        Each call counts as one more replay, so an update that kills the bot every time it is
+        handled stops being replayed after `MAX_REPLAYS`.
+        """
+        since = time.time() - REPLAY_WITHIN
+        with self._lock:
+            found = self._db.execute(
+                "SELECT update_id, payload FROM updates WHERE answered_at IS NULL AND payload IS NOT NULL"
+                " AND at >= ? AND replays < ? ORDER BY update_id",
+                (since, MAX_REPLAYS),
+            ).fetchall()
+            self._db.executemany(
+                "UPDATE updates SET replays = replays + 1 WHERE update_id = ?", [(row[0],) for row in found]
+            )
+        return [json.loads(payload) for _, payload in found]
+
+    def prune(self, now: float | None = None) -> None:
+        """Keep the ledger to the last week and at most `KEEP_ROWS` rows."""
+        cutoff = (time.time() if now is None else now) - KEEP_SECONDS
+        with self._lock:
+            self._db.execute("DELETE FROM updates WHERE at < ?", (cutoff,))
+            self._db.execute(
+                "DELETE FROM updates WHERE at < (SELECT at FROM updates ORDER BY at DESC LIMIT 1 OFFSET ?)",
+                (KEEP_ROWS - 1,),
+            )
+
     def rows(self, table: str) -> list[dict[str, object]]:
         """Every row of `table`, for tests and for operators poking at the file."""
-        if table not in ("questions", "feedback", "refused"):
+        if table not in ("questions", "feedback", "refused", "updates"):
             raise ValueError(f"unknown table {table}")
         with self._lock:
             cursor = self._db.execute(f"SELECT * FROM {table}")  # the name was checked above

@@ -38,7 +38,7 @@ from telegram.ext import (
 from embeddings.engine import open_retriever
 from embeddings.errors import SpeechQAError
 
-from . import telegram_admin, telegram_buttons, telegram_handlers
+from . import telegram_admin, telegram_buttons, telegram_handlers, telegram_ledger
 from .config import Config
 from .feedback import FeedbackLog
 from .telegram_access import Access, RateLimiter, protect_handlers
@@ -66,9 +66,14 @@ _TOKEN = re.compile(r"^\d+:[A-Za-z0-9_-]+$")
 async def gate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Stop updates already handled once, and everything from users outside the allow-list."""
     state = bot_state(context)
+    # Checked and set before the first await, so two copies of an update cannot both pass.
     if update.update_id in state.seen_updates:
+        telegram_ledger.skip_current()
         raise ApplicationHandlerStop
     state.seen_updates.put(update.update_id, True)
+    if await asyncio.to_thread(state.feedback.answered, update.update_id):  # by a run before a crash
+        logger.info("update %s was answered before the restart; skipped", update.update_id)
+        raise ApplicationHandlerStop
     user, chat = update.effective_user, update.effective_chat
     if state.access.allows(user.id if user else None, chat.id if chat else None):
         return
@@ -110,17 +115,18 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 async def post_init(application: Application) -> None:
-    """Load the retriever once, open the feedback log, and set the Chinese command menu."""
+    """Load the retriever once, open the feedback log, set the Chinese command menu, replay the ledger."""
     config: Config = application.bot_data[CONFIG_KEY]
     retriever, report = await asyncio.to_thread(
         open_retriever, config.corpus_path, config.index_path, config.engine, False, True
     )
+    await asyncio.to_thread(telegram_admin.load_fully, retriever)
     if report is not None:
         logger.info("index built: %d passages", report.passages)
     if retriever.notice:
         logger.warning("%s", retriever.notice)
     settings = config.telegram
-    application.bot_data[STATE_KEY] = BotState(
+    state = BotState(
         config=config,
         retriever=retriever,
         feedback=await asyncio.to_thread(FeedbackLog, Path(settings.feedback_db or "data/feedback.sqlite3")),
@@ -128,6 +134,9 @@ async def post_init(application: Application) -> None:
         questions=RateLimiter(settings.rate_limit_per_minute),
         inline=RateLimiter(settings.rate_limit_per_minute * 5),
     )
+    application.bot_data[STATE_KEY] = state
+    telegram_ledger.attach(application, state.feedback, state.access)
+    await telegram_ledger.replay(application, state.feedback)
     bot = application.bot
     await bot.set_my_commands(COMMANDS)
     await bot.set_my_commands([c for c in COMMANDS if c.command != "start"], scope=BotCommandScopeAllGroupChats())
@@ -153,7 +162,8 @@ def build_application(config: Config, token: str, base_url: str | None = None, t
         .token(token)
         .defaults(Defaults(parse_mode="HTML", do_quote=False))
         .rate_limiter(AIORateLimiter(max_retries=3))
-        .concurrent_updates(64)
+        .update_queue(telegram_ledger.JournalQueue())
+        .concurrent_updates(telegram_ledger.LedgerProcessor(64))
         .connect_timeout(timeout)
         .read_timeout(timeout)
         .write_timeout(timeout)

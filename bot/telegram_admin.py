@@ -1,5 +1,9 @@
 """Admin actions: `/reindex`, and adding a speech by sending the bot a `.txt`, `.md` or `.docx` file.
 
+If the index folder cannot be written or read (deleted, replaced, a full disk), the action fails
+with a polite reply and the retriever already in memory keeps answering; questions never touch
+the folder after start-up.
+
 A file is read with the engine's own reader before it touches the corpus, so an unreadable file
 is refused with the reason instead of silently skipped. It is written atomically and the index is
 refreshed in a worker thread; unchanged passages keep their cached embeddings, so only the new
@@ -10,6 +14,7 @@ answered meanwhile finishes on the old one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import tempfile
@@ -34,6 +39,8 @@ from .telegram_state import bot_state
 logger = logging.getLogger(__name__)
 
 _UNSAFE = re.compile(r"[^\w.\-（）()《》 ]+")
+REINDEX_FAILED = "重建索引失败，仍在使用原来的索引回答问题。请检查索引目录和服务器日志，之后再发送 /reindex。"
+UPLOAD_FAILED = "加入索引失败，文件已撤回，仍在使用原来的索引回答问题。请查看服务器日志。"
 
 
 async def upload(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -68,13 +75,12 @@ async def upload(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         previous = target.read_bytes() if target.exists() else None
         await asyncio.to_thread(atomic_write_bytes, target, data)
         try:
-            retriever, _ = await asyncio.to_thread(
-                open_retriever, config.corpus_path, config.index_path, config.engine, False, True
-            )
-        except SpeechQAError:
+            retriever = await asyncio.to_thread(reopen, config)
+        except (SpeechQAError, OSError):  # e.g. the index folder vanished or became a file
             logger.exception("indexing the uploaded speech %s failed; the file was withdrawn", name)
-            await asyncio.to_thread(_restore, target, previous)
-            await reply(update, context, ["加入索引失败，文件已撤回。请查看服务器日志。"])
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(_restore, target, previous)
+            await reply(update, context, [UPLOAD_FAILED])
             return
         state.retriever = retriever
     await reply(update, context, [await asyncio.to_thread(announcement, retriever, name)])
@@ -88,7 +94,12 @@ async def reindex(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         return
     await reply(update, context, ["正在重建索引……"])
     async with state.rebuilding:
-        report, retriever = await asyncio.to_thread(full_rebuild, state.config)
+        try:
+            report, retriever = await asyncio.to_thread(full_rebuild, state.config)
+        except (SpeechQAError, OSError):  # the loaded retriever stays: questions keep being answered
+            logger.exception("rebuilding the index failed; still answering from the loaded index")
+            await reply(update, context, [REINDEX_FAILED])
+            return
         state.retriever = retriever
     await reply(
         update,
@@ -102,8 +113,19 @@ def full_rebuild(config: Config) -> tuple[BuildReport, Retriever]:
     report = rebuild(
         config.corpus_path, config.index_path, config.engine, embedder=embedder, note=notice, progress=False
     )
+    return report, reopen(config)
+
+
+def reopen(config: Config) -> Retriever:
+    """A retriever over the (refreshed) index, with everything it reads from disk already read."""
     retriever, _ = open_retriever(config.corpus_path, config.index_path, config.engine, False, True)
-    return report, retriever
+    return load_fully(retriever)
+
+
+def load_fully(retriever: Retriever) -> Retriever:
+    """Read the lazily loaded speeches now: answers must not need the index folder afterwards."""
+    _ = retriever.speeches
+    return retriever
 
 
 def safe_name(file_name: str) -> str:

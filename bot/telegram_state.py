@@ -14,9 +14,10 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
+import httpx
 from telegram import Bot, InlineKeyboardMarkup, Message, ReplyParameters
 from telegram.constants import ChatAction, ParseMode
-from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TimedOut
 from telegram.ext import ContextTypes
 
 from embeddings.retrieve import Retriever
@@ -26,12 +27,19 @@ from .config import Config
 from .feedback import FeedbackLog
 from .session import Conversation
 from .telegram_access import Access, Lru, RateLimiter
+from .telegram_ledger import settle
 
 logger = logging.getLogger(__name__)
 
 STATE_KEY = "speechqa"
-SEND_ATTEMPTS = 3
+# Five tries with doubling pauses (0.25 s … 2 s) ride out ~4 s of a flaky link before a reply is given up.
+SEND_ATTEMPTS = 5
 TYPING_EVERY = 4.5  # Telegram shows "typing…" for at most 5 seconds per action
+TYPING_AFTER = 0.3  # a faster answer needs no indicator, and skipping it halves the requests per answer
+
+
+def backoff(attempt: int) -> float:
+    return 0.25 * 2 ** (attempt - 1)
 
 
 @dataclass
@@ -100,9 +108,12 @@ async def send_html(
 ) -> list[Message]:
     """Send the chunks in order: the first quotes the question, the last carries the buttons.
 
-    Flood limits (429) are waited out by the application's rate limiter. A request that failed in
-    transit is tried again: usually Telegram never saw it, and a lost answer is worse than the rare
-    repeat when it did. Refusals (400, 403) are final.
+    Flood limits (429) are waited out by the application's rate limiter. A request that failed
+    before Telegram had all of it (refused or dropped connection, 5xx, connect or pool timeout) is
+    tried again. A *read* timeout is not: the request was fully sent, so Telegram has almost
+    certainly executed it and is only slow to say so; sending again would post the answer twice,
+    so the chunk counts as sent (and is logged). Refusals (400, 403) are final. Once sent, the
+    update being handled is marked answered in the ledger, so a restart does not answer it again.
     """
     sent: list[Message] = []
     for index, chunk in enumerate(chunks):
@@ -124,11 +135,20 @@ async def send_html(
             except (BadRequest, Forbidden, RetryAfter):
                 raise
             except NetworkError as error:
+                if was_delivered(error):
+                    logger.warning("no response from Telegram for a message to chat %s; assuming it arrived", chat_id)
+                    break
                 if attempt == SEND_ATTEMPTS:
                     raise
                 logger.warning("sending to chat %s failed (%s); trying again", chat_id, error)
-                await asyncio.sleep(0.2 * attempt)
+                await asyncio.sleep(backoff(attempt))
+    await settle()
     return sent
+
+
+def was_delivered(error: NetworkError) -> bool:
+    """Whether the request reached Telegram whole and only its response is missing (a read timeout)."""
+    return isinstance(error, TimedOut) and isinstance(error.__cause__, httpx.ReadTimeout)
 
 
 async def edit_html(bot: Bot, message: Message, text: str, keyboard: InlineKeyboardMarkup | None) -> None:
@@ -149,15 +169,16 @@ async def edit_html(bot: Bot, message: Message, text: str, keyboard: InlineKeybo
             if attempt == SEND_ATTEMPTS:
                 raise
             logger.warning("editing in chat %s failed (%s); trying again", message.chat.id, error)
-            await asyncio.sleep(0.2 * attempt)
+            await asyncio.sleep(backoff(attempt))
 
 
 @contextlib.asynccontextmanager
 async def typing(bot: Bot, chat_id: int, thread_id: int | None = None) -> AsyncIterator[None]:
-    """Show "typing…" in the chat while the block runs; a failed indicator never fails the reply.
+    """Show "typing…" in the chat while the block runs longer than `TYPING_AFTER` seconds.
 
-    The first indicator is awaited before the block's reply goes out: arriving after the answer it
-    would leave "typing…" showing under a finished reply.
+    A failed indicator never fails the reply. One already on its way is awaited before the
+    block's reply goes out: arriving after the answer it would leave "typing…" under a finished
+    reply.
     """
 
     async def send() -> bool:
@@ -169,14 +190,20 @@ async def typing(bot: Bot, chat_id: int, thread_id: int | None = None) -> AsyncI
             logger.debug("typing indicator failed: %s", error)
         return True
 
-    async def keep_typing() -> None:
-        while await asyncio.sleep(TYPING_EVERY, True) and await send():
-            pass
+    in_flight: list[asyncio.Task[bool]] = []
 
-    first = asyncio.create_task(send())
-    again = asyncio.create_task(keep_typing())
+    async def keep_typing() -> None:
+        await asyncio.sleep(TYPING_AFTER)
+        while True:
+            in_flight.append(asyncio.create_task(send()))
+            # shielded: cancelling the loop must not cut off a request Telegram may already have
+            if not await asyncio.shield(in_flight[-1]):
+                return
+            await asyncio.sleep(TYPING_EVERY)
+
+    loop = asyncio.create_task(keep_typing())
     try:
         yield
     finally:
-        again.cancel()
-        await asyncio.gather(first, again, return_exceptions=True)
+        loop.cancel()
+        await asyncio.gather(loop, *in_flight, return_exceptions=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from benchmarks.bench_bot import percentile, run
+from benchmarks.bench_bot import RssSampler, percentile, run
 
 
 def test_small_load_run_answers_every_question_exactly_once() -> None:
@@ -10,7 +10,22 @@ def test_small_load_run_answers_every_question_exactly_once() -> None:
     assert (figures["questions"], figures["answered"], figures["lost"], figures["duplicated"]) == (10, 10, 0, 0)
     latency = figures["latency_ms"]
     assert 0 < latency["p50"] <= latency["p95"] <= latency["p99"] < 10_000
-    assert figures["problems"] == [] and figures["peak_rss_mb"] > 0
+    assert figures["problems"] == [] and figures["memory_mb"]["peak_rss"] > 0
+    assert figures["crashed"] is False and figures["throughput_answers_per_s"] > 0
+
+
+def test_under_random_faults_nothing_is_lost_or_answered_twice() -> None:
+    """429s, 500s, dropped connections and executed-but-timed-out requests, all at once."""
+    figures = run(users=8, questions=3, fault_rate=0.3, seed=5, timeout=1.0)
+    assert set(figures["faults_injected"]) == {"429", "500", "drop", "slow"}
+    assert (figures["answered"], figures["lost"], figures["duplicated"]) == (24, 0, 0)
+    assert figures["crashed"] is False and figures["errors_logged"] == 0 and figures["problems"] == []
+
+
+def test_memory_quarters_use_the_samples_inside_each_quarter() -> None:
+    sampler = RssSampler()
+    sampler.samples = [(0.0, 100.0), (1.0, 110.0), (2.0, 500.0), (3.0, 120.0), (4.0, 130.0)]
+    assert sampler.quarters(0.0, 4.0) == (105.0, 125.0)
 
 
 def test_percentile_picks_nearest_rank() -> None:

@@ -6,9 +6,11 @@ Each test plays users through `tests.fakebotapi`; the fake itself rejects (and l
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,8 +18,10 @@ from typing import Any
 import pytest
 
 from bot.config import Config, TelegramSettings
+from bot.session import Conversation
 from bot.telegram_access import protect_handlers
 from bot.telegram_handlers import decode_payload, encode_payload
+from bot.telegram_state import TYPING_AFTER
 from tests.fakebotapi import FakeBotApi, drive, everything_said, utf16_len
 
 TOKEN = "123456:TEST-TOKEN-abcdef"
@@ -74,8 +78,17 @@ def test_start_help_menu_and_deep_link(api: FakeBotApi, config: Callable[..., Co
     assert "reindex" in [c["command"] for c in api.commands[admin_scope]]
 
 
-def test_cited_answer_to_a_dev_question_with_typing_first(api: FakeBotApi, config: Callable[..., Config]) -> None:
+def test_cited_answer_to_a_dev_question_with_typing_first(
+    api: FakeBotApi, config: Callable[..., Config], monkeypatch: pytest.MonkeyPatch
+) -> None:
     cfg = config()
+    real_ask = Conversation.ask
+
+    def slow_ask(self: Conversation, question: str) -> Any:  # slower than TYPING_AFTER: worth an indicator
+        time.sleep(TYPING_AFTER + 0.3)
+        return real_ask(self, question)
+
+    monkeypatch.setattr(Conversation, "ask", slow_ask)
 
     async def scenario(app: Any) -> None:
         question = api.send_text(ALICE, SPRING)
@@ -93,6 +106,15 @@ def test_cited_answer_to_a_dev_question_with_typing_first(api: FakeBotApi, confi
     drive(api, cfg, scenario)
     logged = rows(cfg, "questions")
     assert [(r["user_id"], r["question"], r["found"], r["via"]) for r in logged] == [(ALICE, SPRING, 1, "text")]
+
+
+def test_a_fast_answer_goes_out_without_a_typing_indicator(api: FakeBotApi, config: Callable[..., Config]) -> None:
+    async def scenario(app: Any) -> None:
+        assert "一吹就是20年" in (await api.reply_for(api.send_text(ALICE, SPRING))).text
+        await asyncio.sleep(TYPING_AFTER + 0.1)  # a late indicator would land now, under the answer
+
+    drive(api, config(), scenario)
+    assert api.count("sendChatAction") == 0 and api.count("sendMessage") == 1
 
 
 def test_reply_over_4096_units_is_split_at_sentence_ends(

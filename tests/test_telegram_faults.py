@@ -1,5 +1,6 @@
 """Faults Telegram really produces — 429 with retry_after, 403 from a blocked user, dropped connections,
-5xx while polling — and a graceful SIGTERM of the real `speechqa bot` process.
+5xx while polling, responses slower than the read timeout — the index folder vanishing under a running
+bot, and a graceful SIGTERM of the real `speechqa bot` process. (SIGKILL: test_telegram_restart.py.)
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from bot.config import Config, TelegramSettings
 from bot.session import Conversation
 from bot.telegram import SORRY
 from bot.telegram_access import protect_handlers
+from bot.telegram_admin import REINDEX_FAILED, UPLOAD_FAILED
 from tests.conftest import REPO
 from tests.fakebotapi import FakeBotApi, drive, everything_said
 
@@ -94,6 +96,71 @@ def test_dropped_and_slow_connections_still_answer_exactly_once(api: FakeBotApi,
 
     drive(api, config, scenario)
     assert statuses(api, "sendMessage")[:2] == [0, 200]  # 0: the connection closed without an answer
+
+
+def test_a_reply_whose_response_times_out_is_not_sent_again(api: FakeBotApi, config: Config) -> None:
+    """Telegram executed the sendMessage; only its response outlived the read timeout."""
+    api.slow_seconds = 1.3  # the client below gives up after 1 s
+
+    async def scenario(app: Any) -> None:
+        api.slow("sendMessage")
+        question = api.send_text(ALICE, SPRING)
+        assert "一吹就是20年" in (await api.reply_for(question)).text
+        await api.until(lambda: len(statuses(api, "sendMessage")) >= 1)
+        await asyncio.sleep(1.6)  # past the timeout: a retry would have been sent by now
+        assert len(api.replies_to(question)) == 1
+        second = api.send_text(ALICE, "工匠日是怎么设立的？")  # and the bot is fine afterwards
+        await api.reply_for(second)
+
+    drive(api, config, scenario, timeout=1.0)
+    assert statuses(api, "sendMessage") == [200, 200]
+
+
+def test_a_timed_out_poll_gets_its_updates_again(api: FakeBotApi, config: Config) -> None:
+    """getUpdates executed but answered too late: the same offset fetches the same questions again."""
+    api.slow_seconds = 1.3
+
+    async def scenario(app: Any) -> None:
+        await api.until(lambda: api.count("getUpdates") >= 1)
+        api.slow("getUpdates")
+        question = api.send_text(ALICE, SPRING)
+        assert "一吹就是20年" in (await api.reply_for(question, within=15)).text
+        await asyncio.sleep(0.3)
+        assert len(api.replies_to(question)) == 1
+
+    drive(api, config, scenario, timeout=1.0)
+    delivered = [n for name, params, _ in api.calls if name == "getUpdates" for n in [params.get("offset")]]
+    assert len(delivered) >= 3
+
+
+def test_index_folder_unreadable_mid_run(
+    api: FakeBotApi, config_factory: Callable[..., Config], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Questions keep being answered from memory; admin actions fail politely until the folder is back."""
+    cfg = config_factory(telegram=TelegramSettings(feedback_db=str(tmp_path / "log.sqlite3"), admin_ids=(ALICE,)))
+    index, away = cfg.index_path, cfg.index_path.with_name("index-away")
+    speech = "工会工作会议讲话\n\n同志们，今天我们在蓝海湾召开座谈会，研究渔港工会的建设。\n"
+
+    async def scenario(app: Any) -> None:
+        assert "一吹就是20年" in (await api.reply_for(api.send_text(ALICE, SPRING))).text
+        index.rename(away)  # tests run as root, where chmod does not stop reads: take the folder away
+        index.write_text("not a folder", "utf-8")
+        assert "一吹就是20年" in (await api.reply_for(api.send_text(CAROL, SPRING))).text
+        assert "当头雁" in (await api.reply_for(api.send_text(CAROL, "/docs"))).text
+        assert "第12段" in (await api.reply_for(api.send_text(CAROL, "/source 1"))).text
+        assert (await api.reply_for(api.send_text(ALICE, "/reindex"), number=2)).text == REINDEX_FAILED
+        upload = api.send_document(ALICE, "蓝海湾座谈会讲话.txt", speech.encode())
+        assert (await api.reply_for(upload, number=2, within=20)).text == UPLOAD_FAILED
+        assert not (cfg.corpus_path / "蓝海湾座谈会讲话.txt").exists()  # withdrawn, not half-added
+        assert "一吹就是20年" in (await api.reply_for(api.send_text(CAROL, SPRING))).text
+        index.unlink()
+        away.rename(index)
+        assert "索引已重建" in (await api.reply_for(api.send_text(ALICE, "/reindex"), number=2, within=20)).text
+        assert "一吹就是20年" in (await api.reply_for(api.send_text(ALICE, SPRING))).text
+
+    drive(api, cfg, scenario)
+    assert all(sent.text != SORRY for sent in api.sent)
+    assert "rebuilding the index failed" in caplog.text
 
 
 def test_polling_recovers_from_bad_gateway_and_a_dropped_connection(api: FakeBotApi, config: Config) -> None:

@@ -1,23 +1,12 @@
-"""A fake Telegram Bot API server on 127.0.0.1 for end-to-end tests of the real PTB HTTP stack.
+"""The fake Bot API itself: routing, Telegram's methods and errors, simulated users, fault injection.
 
-    api = FakeBotApi(TOKEN).start()
-    app = build_application(config, TOKEN, api.base_url, timeout=2)
-    async with running(app):
-        question = api.send_text(ALICE, "工匠日是怎么设立的？")
-        reply = await api.until(lambda: api.reply_to(question))
-
-It routes `/bot<token>/<method>` and `/file/bot<token>/<path>`, long-polls getUpdates with offset
-semantics, records every call, answers with Telegram's own error shapes, and itself checks every
-text the bot sends: Telegram HTML (allowed tags, balanced, entities) at most 4,096 UTF-16 units.
-A violation is answered with Telegram's 400 and listed in `problems`, which tests assert is empty.
-Faults are injected per method (`fail`, `drop`, `delay`) or at random with a seed (`random_faults`).
+See the package docstring for usage and for what each fault does to the request's effect.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import html
 import itertools
 import json
 import random
@@ -25,28 +14,22 @@ import re
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote
 
+from .htmlcheck import LIMIT, parse_html, utf16_len
+
 T = TypeVar("T")
-LIMIT = 4096
 BOT_ID = 7_000_000_001
-TAGS = {
-    "b": set(), "strong": set(), "i": set(), "em": set(), "u": set(), "ins": set(), "s": set(), "strike": set(),
-    "del": set(), "tg-spoiler": set(), "span": {"class"}, "a": {"href"}, "code": {"class"}, "pre": set(),
-    "blockquote": {"expandable"}, "tg-emoji": {"emoji-id"},
-}  # fmt: skip
 JSON_PARAMS = {
     "chat_id", "message_id", "offset", "limit", "timeout", "reply_markup", "reply_parameters", "results", "commands",
     "scope", "entities", "allowed_updates", "show_alert", "cache_time", "is_personal", "button", "user_id",
     "message_thread_id", "drop_pending_updates", "link_preview_options", "disable_notification", "protect_content",
 }  # fmt: skip
-_TAG = re.compile(r"<(/?)([a-zA-Z][\w-]*)((?:\s+[\w-]+(?:\s*=\s*(?:\"[^\"]*\"|'[^']*'|[^\s>\"']+))?)*)\s*>")
-_ATTR = re.compile(r"([\w-]+)(?:\s*=\s*(?:\"([^\"]*)\"|'([^']*)'|([^\s>\"']+)))?")
-_ENTITY = re.compile(r"&(?:lt|gt|amp|quot|#\d+|#x[0-9a-fA-F]+);")
 _COMMAND = re.compile(r"^/[A-Za-z0-9_]{1,32}(?:@\w+)?")
 _MENTION = re.compile(r"@\w{5,32}")
 BLOCKED = "Forbidden: bot was blocked by the user"
@@ -55,56 +38,6 @@ NOT_MODIFIED = (
     "Bad Request: message is not modified: specified new message content and reply markup are exactly the same "
     "as a current content and reply markup of the message"
 )
-
-
-def utf16_len(text: str) -> int:
-    return len(text.encode("utf-16-le")) // 2
-
-
-def parse_html(text: str) -> tuple[str, str]:
-    """Telegram's HTML mode: (the text after parsing, "" or the reason Telegram would refuse it)."""
-    out: list[str] = []
-    stack: list[str] = []
-    i = 0
-
-    def at(position: int) -> str:
-        return f"at byte offset {len(text[:position].encode())}"
-
-    while i < len(text):
-        ch = text[i]
-        if ch == "<":
-            match = _TAG.match(text, i)
-            if not match:
-                return "", f"can't parse entities: Unexpected character '<' {at(i)}"
-            closing, name, attrs = match.group(1), match.group(2).lower(), match.group(3)
-            if name not in TAGS:
-                return "", f'can\'t parse entities: Unsupported start tag "{name}" {at(i)}'
-            if closing:
-                if not stack or stack[-1] != name:
-                    return "", f"can't parse entities: Can't find start tag for \"{name}\" {at(i)}"
-                stack.pop()
-            else:
-                for attr in _ATTR.finditer(attrs):
-                    if attr.group(1).lower() not in TAGS[name]:
-                        return "", f'can\'t parse entities: Unsupported attribute "{attr.group(1)}" {at(i)}'
-                if stack and stack[-1] in ("pre", "code") and not (stack[-1] == "pre" and name == "code"):
-                    return "", f"can't parse entities: Tags inside {stack[-1]} are not allowed {at(i)}"
-                stack.append(name)
-            i = match.end()
-        elif ch == "&":
-            match = _ENTITY.match(text, i)
-            if not match:
-                return "", f"can't parse entities: Unsupported HTML entity or unescaped '&' {at(i)}"
-            out.append(html.unescape(match.group()))
-            i = match.end()
-        elif ch == ">":
-            return "", f"can't parse entities: Unescaped '>' {at(i)}"
-        else:
-            out.append(ch)
-            i += 1
-    if stack:
-        return "", f"can't parse entities: Can't find end tag corresponding to start tag \"{stack[-1]}\""
-    return "".join(out), ""
 
 
 @dataclass
@@ -127,12 +60,15 @@ class Sent:
 @dataclass
 class Fault:
     method: str
-    kind: str  # "status", "drop" or "delay"
+    kind: str  # "status", "drop", "delay", "slow" or "hold"
     times: int
     status: int = 0
     description: str = ""
     parameters: dict[str, Any] | None = None
     seconds: float = 0.0
+    when: Callable[[dict[str, Any]], bool] | None = None  # only requests with these parameters
+    released: threading.Event = field(default_factory=threading.Event)
+    execute: bool = True  # what a held request does once released
 
 
 @dataclass
@@ -149,6 +85,9 @@ class FakeBotApi:
     chat_actions: list[tuple[int, str, float]] = field(default_factory=list)
     enqueued_at: dict[int, float] = field(default_factory=dict)
     blocked: set[int] = field(default_factory=set)
+    slow_seconds: float = 2.5  # a `slow` response: keep above the client's read timeout
+    held: int = 0  # requests parked by `hold` right now
+    injected: Counter[str] = field(default_factory=Counter)  # random faults served, by kind
 
     def __post_init__(self) -> None:
         self._cond = threading.Condition()
@@ -262,26 +201,47 @@ class FakeBotApi:
         self._faults.append(Fault(method, "drop", times))
 
     def delay(self, method: str, seconds: float, times: int = 1) -> None:
+        """Wait `seconds`, then execute and answer."""
         self._faults.append(Fault(method, "delay", times, seconds=seconds))
 
+    def slow(self, method: str, times: int = 1) -> None:
+        """Execute at once but answer only after `slow_seconds`: the client times out on a done request."""
+        self._faults.append(Fault(method, "slow", times))
+
+    def hold(self, method: str, when: Callable[[dict[str, Any]], bool] | None = None, times: int = 1_000) -> None:
+        """Park matching requests, unexecuted, until `release()`."""
+        self._faults.append(Fault(method, "hold", times, when=when))
+
+    def release(self, execute: bool) -> None:
+        """Let parked requests go: executed and answered, or dropped without effect."""
+        with self._cond:
+            holds = [fault for fault in self._faults if fault.kind == "hold"]
+            self._faults = [fault for fault in self._faults if fault.kind != "hold"]
+        for fault in holds:
+            fault.execute = execute
+            fault.released.set()
+
     def random_faults(
-        self, rate: float, methods: tuple[str, ...], kinds: tuple[str, ...] = ("429", "500", "drop")
+        self, rate: float, methods: tuple[str, ...], kinds: tuple[str, ...] = ("429", "500", "drop", "slow")
     ) -> None:
         self._random = (rate, methods, kinds)
 
-    def _fault_for(self, method: str) -> Fault | None:
+    def _fault_for(self, method: str, params: dict[str, Any]) -> Fault | None:
         with self._cond:
             for fault in self._faults:
-                if fault.method.lower() == method.lower() and fault.times > 0:
+                if fault.method.lower() != method.lower() or fault.times <= 0:
+                    continue
+                if fault.when is None or fault.when(params):
                     fault.times -= 1
                     return fault
             if self._random and method in self._random[1] and self._rng.random() < self._random[0]:
                 kind = self._rng.choice(self._random[2])
+                self.injected[kind] += 1
                 if kind == "429":
                     return Fault(method, "status", 1, 429, "Too Many Requests: retry after 1", {"retry_after": 1})
                 if kind == "500":
                     return Fault(method, "status", 1, 500, "Internal Server Error")
-                return Fault(method, kind, 1, seconds=0.3)
+                return Fault(method, kind, 1)
         return None
 
     # ---- observation ----------------------------------------------------------------------------
@@ -486,7 +446,15 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(401 if match else 404, {"ok": False, "error_code": 401, "description": "Unauthorized"})
             return
         method, params = match.group(2), _decode(body, self.headers.get("Content-Type", ""))
-        fault = self.fake._fault_for(method)
+        fault = self.fake._fault_for(method, params)
+        if fault and fault.kind == "hold":
+            with self.fake._cond:
+                self.fake.held += 1
+            while not fault.released.wait(0.05) and not self.fake._closing:
+                pass
+            with self.fake._cond:
+                self.fake.held -= 1
+            fault = None if fault.execute and not self.fake._closing else Fault(method, "drop", 1)
         if fault and fault.kind == "drop":
             self.close_connection = True
             with contextlib.suppress(OSError):
@@ -502,6 +470,10 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             status, payload = self.fake.handle(method, params)
         self.fake.calls.append((method, params, status))
+        if fault and fault.kind == "slow":  # done; the client gives up before hearing so
+            # a long poll's read timeout includes its own `timeout`, so a slow getUpdates must outlast both
+            time.sleep(self.fake.slow_seconds + float(params.get("timeout") or 0))
+            self.close_connection = True
         self._reply(status, payload)
 
     def _reply(self, status: int, payload: Any) -> None:
@@ -523,51 +495,3 @@ def _decode(body: bytes, content_type: str) -> dict[str, Any]:
         with contextlib.suppress(ValueError):
             params[name] = json.loads(params[name])
     return params
-
-
-@contextlib.asynccontextmanager
-async def running(app: Any, poll_timeout: float = 1.0) -> AsyncIterator[Any]:
-    """What `Application.run_polling` does, step by step, inside a test's own event loop."""
-    await app.initialize()
-    if app.post_init:
-        await app.post_init(app)
-
-    def to_error_handlers(error: Exception) -> None:  # as run_polling does: polling errors reach on_error
-        app.create_task(app.process_error(error=error, update=None))
-
-    await app.updater.start_polling(
-        timeout=poll_timeout,
-        allowed_updates=["message", "callback_query", "inline_query"],
-        drop_pending_updates=False,
-        error_callback=to_error_handlers,
-    )
-    await app.start()
-    try:
-        yield app
-    finally:
-        if app.updater.running:
-            await app.updater.stop()
-        if app.running:
-            await app.stop()
-        await app.shutdown()
-        if app.post_shutdown:
-            await app.post_shutdown(app)
-
-
-def drive(api: FakeBotApi, config: Any, scenario: Callable[[Any], Any], timeout: float = 2.0) -> None:
-    """Run the bot built by production code against `api` while `scenario(app)` plays the users."""
-    from bot.telegram import build_application
-
-    async def main() -> None:
-        app = build_application(config, api.token, api.base_url, timeout=timeout)
-        async with running(app):
-            await scenario(app)
-
-    asyncio.run(main())
-
-
-def everything_said(api: FakeBotApi) -> list[str]:
-    """Every piece of text the bot sent to Telegram, for checks such as "the token never appears"."""
-    said = [s.html for s in api.sent]
-    said += [json.dumps(params, ensure_ascii=False) for _, params, _ in api.calls]
-    return said
