@@ -2,8 +2,8 @@
 
 Scores are fused as a convex combination of per-question min-max normalised scores, which keeps
 each side's margins (RRF throws them away: a near-tie and a landslide look the same). The dense
-weight is either configured or calibrated per index: held-out sentences of the corpus, shortened
-and stripped of their most telling words, are searched with each weight, and the weight that finds
+weight is either configured or calibrated per index: held-out sentences of the corpus, each with
+a third of its words dropped at random, are searched with each weight, and the weight that finds
 their passages best wins. A model that is weak on the corpus earns a weight near zero, so hybrid
 ranking is not worse than lexical alone; a strong one earns its share.
 """
