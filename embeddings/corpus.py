@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from embeddings.errors import CorpusError, UnreadableSpeech
-from embeddings.load import SUPPORTED_SUFFIXES, read_document
+from embeddings.load import SUPPORTED_SUFFIXES, UNSUPPORTED_FORMATS, read_document
 from embeddings.passage import Passage, Speech
 from embeddings.segment import segment_speech
 from embeddings.settings import SegmentSettings
@@ -46,24 +46,43 @@ class Corpus:
         return digest.hexdigest()
 
 
-def speech_files(root: Path) -> Iterator[Path]:
-    """Supported files below `root` in a stable order; symlink loops and hidden files are skipped."""
-    seen_dirs: set[tuple[int, int]] = set()
+_LISTED_SUFFIXES = (*SUPPORTED_SUFFIXES, *UNSUPPORTED_FORMATS)
+
+
+def walk_corpus(root: Path) -> Iterator[tuple[Path, str]]:
+    """`(path, "")` for each file to read below `root`, in a stable order, and `(link, reason)` for a symlink loop.
+
+    Speech files and the document formats we cannot read are listed (the latter for `read_document`
+    to refuse with a reason); hidden files, Word's `~$` lock files and other files are not.
+    """
+    walked: dict[tuple[int, int], Path] = {}
     for directory, subdirs, files in os.walk(root, followlinks=True):
+        folder = Path(directory)
         try:
-            stat = Path(directory).stat()
+            stat = folder.stat()
         except OSError:
             subdirs[:] = []
             continue
-        if (stat.st_dev, stat.st_ino) in seen_dirs:
-            subdirs[:] = []  # a symlink loop: this folder was already walked
+        key = (stat.st_dev, stat.st_ino)
+        if key in walked:
+            subdirs[:] = []
+            first = walked[key]
+            if first in folder.parents:
+                where = first.relative_to(root).as_posix() if first != root else "the corpus folder"
+                yield folder, f"is a symlink loop back to {where}; its files are read once, from there"
+            else:
+                logger.info("%s is another way into %s; read once", folder, first)
             continue
-        seen_dirs.add((stat.st_dev, stat.st_ino))
+        walked[key] = folder
         subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
         for name in sorted(files):
-            if name.startswith((".", "~$")) or not name.lower().endswith(SUPPORTED_SUFFIXES):
-                continue
-            yield Path(directory) / name
+            if not name.startswith((".", "~$")) and name.lower().endswith(_LISTED_SUFFIXES):
+                yield folder / name, ""
+
+
+def speech_files(root: Path) -> Iterator[Path]:
+    """The files `load_corpus` reads below `root`, in its order."""
+    return (path for path, loop in walk_corpus(root) if not loop)
 
 
 def speech_id_for(relative: Path) -> str:
@@ -82,8 +101,11 @@ def load_corpus(root: Path, settings: SegmentSettings) -> Corpus:
     problems: list[Problem] = []
     by_hash: dict[str, int] = {}
     used_ids: set[str] = set()
-    for path in speech_files(root):
+    for path, loop in walk_corpus(root):
         relative = path.relative_to(root)
+        if loop:
+            problems.append(Problem(relative.as_posix(), loop))
+            continue
         # `讲话 1.txt`, `讲话-1.txt` and `讲话-1.md` share a base id; passage ids must not collide.
         speech_id = base_id = speech_id_for(relative)
         copy = 1
@@ -108,7 +130,8 @@ def load_corpus(root: Path, settings: SegmentSettings) -> Corpus:
         by_hash[speech.content_hash] = len(speeches)
         speeches.append(speech)
     for problem in problems:
-        logger.warning("skipped %s: %s", problem.path, problem.reason)
+        # INFO, not WARNING: front-ends show `Corpus.problems` themselves, and a warning would say it twice.
+        logger.info("skipped %s: %s", problem.path, problem.reason)
     passages = tuple(p for speech in speeches for p in segment_speech(speech, settings))
     if not speeches:
         raise CorpusError(

@@ -62,7 +62,11 @@ def _trim(text: str, start: int, end: int) -> tuple[int, int] | None:
 
 
 def _windows(units: list[tuple[int, int]], max_chars: int, overlap: int) -> Iterator[tuple[int, int]]:
-    """Greedy windows of consecutive units, each window sharing `overlap` units with the previous one."""
+    """Greedy windows of consecutive units, each sharing up to `overlap` units with the previous one.
+
+    The overlap shrinks where it would leave no room for the next unit: a window that held only
+    overlap would repeat a piece of the previous passage and add nothing.
+    """
     first = 0
     while first < len(units):
         last = first
@@ -72,6 +76,8 @@ def _windows(units: list[tuple[int, int]], max_chars: int, overlap: int) -> Iter
         if last == len(units) - 1:
             return
         first = max(first + 1, last + 1 - overlap)
+        while units[last + 1][1] - units[first][0] > max_chars:
+            first += 1
 
 
 def segment_speech(speech: Speech, settings: SegmentSettings) -> list[Passage]:

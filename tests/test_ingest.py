@@ -14,8 +14,9 @@ import pytest
 
 from embeddings.clean import collapse_stray_spaces, drop_boilerplate, ends_sentence, rejoin_page_markers
 from embeddings.corpus import load_corpus
-from embeddings.errors import CorpusError
+from embeddings.errors import CorpusError, UnreadableSpeech
 from embeddings.load import RawDocument, RawLine, read_document
+from embeddings.passage import Speech
 from embeddings.segment import segment_speech, sentence_spans
 from embeddings.settings import SegmentSettings
 from embeddings.structure import build_speech
@@ -85,13 +86,20 @@ def test_every_passage_is_its_slice_of_the_cleaned_text(shipped):
 
 
 def test_no_passage_starts_or_ends_inside_a_sentence(shipped):
+    """Paragraph ends are held to it too: a page marker that cut a sentence would end a paragraph mid-sentence."""
+    cut_off = speech_of(shipped, UNION)  # the source itself stops mid-sentence, in its last paragraph
     for passage in shipped.passages:
         speech = next(s for s in shipped.speeches if s.speech_id == passage.speech_id)
         paragraph = speech.paragraphs[passage.paragraph_no - 1]
+        body = speech.text[paragraph.start : paragraph.end]
+        long_sentences = [(start, end) for start, end in sentence_spans(body) if end - start > SETTINGS.max_chars]
+        inside_long = any(
+            start <= passage.start - paragraph.start < end or start < passage.end - paragraph.start <= end
+            for start, end in long_sentences
+        )
         starts_clean = passage.start == paragraph.start or ends_sentence(speech.text[paragraph.start : passage.start])
-        ends_clean = passage.end == paragraph.end or ends_sentence(passage.text)
-        single_long_sentence = len(sentence_spans(passage.text)) == 1 and len(passage.text) >= SETTINGS.max_chars
-        assert (starts_clean and ends_clean) or single_long_sentence, passage.passage_id
+        ends_clean = ends_sentence(passage.text) or (speech is cut_off and paragraph == speech.paragraphs[-1])
+        assert (starts_clean and ends_clean) or inside_long, passage.passage_id
 
 
 def test_passages_respect_the_bound(shipped):
@@ -119,12 +127,38 @@ def test_sections_and_citations(shipped):
     assert "二、用工匠精神抓好工会组建工作" in union.sections
 
 
+def test_indentation_of_any_width_is_removed_before_structure_is_read():
+    """Web copies indent with `&emsp;` (U+2003) and tabs, which the stray-space rule does not touch."""
+    lines = (
+        "\u2003\u2003工会工作会议讲话",
+        "\u2003\u2003一、总体要求",
+        "\t同志们，今天我们召开会议。\u2003",
+        "\u2002\u2002工作要抓实。",
+    )
+    speech = build_speech(RawDocument(Path("x.txt"), tuple(RawLine(line) for line in lines), "utf-8"), "x", "x.txt")
+    assert speech.title == "工会工作会议讲话"
+    assert speech.sections == ("一、总体要求",)
+    assert [speech.text[p.start : p.end] for p in speech.paragraphs] == ["同志们，今天我们召开会议。", "工作要抓实。"]
+    assert speech.rules_fired["indentation"] == 4
+
+
 def test_long_paragraph_is_split_with_sentence_overlap(shipped):
     parts = [p for p in shipped.passages if p.speech_id == "lead-goose-annual-review-speech" and p.paragraph_no == 24]
     assert len(parts) > 1
     for first, second in itertools.pairwise(parts):
         last_sentence = first.text[sentence_spans(first.text)[-1][0] :]
         assert second.text.startswith(last_sentence)
+
+
+def test_regression_overlap_never_makes_a_passage_of_nothing_new():
+    """segment.py: with sentences of 49, 241 and 271 characters and a bound of 300, the second passage was the
+    241-character overlap sentence alone, wholly inside the first passage."""
+    sentences = ["甲" * 48 + "。", "乙" * 240 + "。", "丙" * 270 + "。"]
+    speech = build_speech(
+        RawDocument(Path("x.txt"), (RawLine("标题"), RawLine("".join(sentences))), "utf-8"), "x", "x.txt"
+    )
+    passages = segment_speech(speech, SegmentSettings(max_chars=300, overlap_sentences=1))
+    assert [p.text for p in passages] == [sentences[0] + sentences[1], sentences[2]]
 
 
 def test_overlong_sentence_is_cut_at_clauses():
@@ -154,21 +188,50 @@ def _write_variants(folder: Path, source: Path) -> None:
     text = source.read_text("utf-8")
     (folder / "copy-gbk.txt").write_bytes(text.encode("gb18030"))
     (folder / "copy-utf16.txt").write_bytes(text.encode("utf-16"))
+
+
+def _word_copy(speech: Speech, path: Path) -> None:
+    """The speech as its author would format it in Word: Title and Subtitle styles, Heading 1/2 for 一、/（一）."""
     document = docx.Document()
-    for line in text.splitlines():
-        document.add_paragraph(line)
-    document.save(str(folder / "copy-word.docx"))
+    starts = {paragraph.start for paragraph in speech.paragraphs}
+    offset = 0
+    in_front = True
+    for line in speech.text.split("\n"):
+        in_front = in_front and offset not in starts and line not in speech.sections
+        if in_front:
+            document.add_paragraph(line, style="Subtitle" if line == speech.subtitle else "Title")
+        elif offset not in starts and line in speech.sections:
+            document.add_heading(line, level=2 if line.startswith("（") else 1)
+        else:
+            document.add_paragraph(line)
+        offset += len(line) + 1
+    document.save(str(path))
 
 
 @pytest.mark.parametrize("name", [UNION, LEAD_GOOSE])
-def test_other_encodings_and_word_ingest_to_the_same_passages(tmp_path: Path, name: str):
+def test_other_encodings_ingest_to_the_same_passages(tmp_path: Path, name: str):
     original = build_speech(read_document(SPEECHES / name), "s", name)
     _write_variants(tmp_path, SPEECHES / name)
-    for variant in ("copy-gbk.txt", "copy-utf16.txt", "copy-word.docx"):
-        document = read_document(tmp_path / variant)
-        speech = build_speech(document, "s", name)
+    for variant in ("copy-gbk.txt", "copy-utf16.txt"):
+        speech = build_speech(read_document(tmp_path / variant), "s", name)
         assert segment_speech(speech, SETTINGS) == segment_speech(original, SETTINGS), variant
         assert speech.title == original.title
+
+
+@pytest.mark.parametrize("name", [UNION, LEAD_GOOSE])
+def test_word_copy_with_heading_styles_ingests_to_the_same_structure(tmp_path: Path, name: str):
+    original = build_speech(read_document(SPEECHES / name), "s", name)
+    _word_copy(original, tmp_path / "copy.docx")
+    document = read_document(tmp_path / "copy.docx")
+    assert sum(1 for line in document.lines if line.heading_level is not None) >= 2  # real Word headings
+    assert sum(1 for line in document.lines if line.is_title) >= 1
+    speech = build_speech(document, "s", name)
+    assert (speech.title, speech.subtitle, speech.sections) == (original.title, original.subtitle, original.sections)
+
+    def cited(passages):
+        return [(p.section_path, p.paragraph_no, p.text) for p in passages]
+
+    assert cited(segment_speech(speech, SETTINGS)) == cited(segment_speech(original, SETTINGS))
 
 
 def test_word_heading_styles_become_sections(tmp_path: Path):
@@ -201,11 +264,16 @@ def test_bad_files_are_reported_and_do_not_stop_the_rest(tmp_path: Path):
 def test_mojibake_is_refused_not_guessed(tmp_path: Path):
     path = tmp_path / "big5.txt"
     path.write_bytes("總工會召開會議，討論工匠精神與勞模精神的傳承。".encode("big5") * 20)
-    corpus_dir = tmp_path / "corpus"
-    corpus_dir.mkdir()
-    shutil.move(path, corpus_dir / "big5.txt")
-    with pytest.raises(CorpusError):
-        load_corpus(corpus_dir, SETTINGS)
+    with pytest.raises(UnreadableSpeech) as refused:
+        read_document(path)
+    assert str(refused.value).startswith(f"{path}: ")  # names the file
+    assert "GB18030" in str(refused.value) and "unlikely characters" in str(refused.value)  # says why
+    assert "save it as UTF-8" in str(refused.value)  # and what to do
+    with pytest.raises(CorpusError, match="no readable speech"):
+        load_corpus(tmp_path, SETTINGS)
+    shutil.copy(SPEECHES / LEAD_GOOSE, tmp_path / LEAD_GOOSE)
+    corpus = load_corpus(tmp_path, SETTINGS)
+    assert [(p.path, p.reason) for p in corpus.problems] == [("big5.txt", str(refused.value).removeprefix(f"{path}: "))]
 
 
 def test_missing_corpus_folder_is_a_clear_error(tmp_path: Path):

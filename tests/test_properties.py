@@ -193,8 +193,32 @@ def check_speech(speech: Speech, segment: SegmentSettings) -> list[Passage]:
         assert parts[0].start == paragraph.start and parts[-1].end == paragraph.end
         for first, second in itertools.pairwise(parts):
             assert first.start < second.start
+            assert first.end < second.end  # something new in every passage, never only the overlap
             assert second.start <= first.end or text[first.end : second.start].isspace()  # only spaces skipped
     return passages
+
+
+ADDRESS = re.compile(r"^(?:同志们|尊敬的|各位|大家好|朋友们|女士们|先生们|亲爱的|老师们|同学们)")
+
+
+def check_no_words_lost(speech: Speech) -> None:
+    """Every line outside the paragraphs is the title block, a salutation, or a heading with a paragraph under it.
+
+    With the Han-character count of `speech.text`, this says that no words of the body are lost to passages.
+    """
+    starts = {paragraph.start for paragraph in speech.paragraphs}
+    offset = 0
+    in_front = True
+    for line in speech.text.split("\n"):
+        squeezed = " ".join(line.split())
+        if offset in starts or ADDRESS.match(line):
+            in_front = in_front and offset not in starts
+        elif not (in_front and (squeezed in speech.title or squeezed in speech.subtitle)):
+            in_front = False
+            label = line.rstrip("。")
+            later = [p for p in speech.paragraphs if p.start > offset]
+            assert any(label in p.section_path for p in later), f"{line!r} is neither body text nor a heading"
+        offset += len(line) + 1
 
 
 # --- loading and cleaning --------------------------------------------------------------------------
@@ -206,6 +230,10 @@ def check_speech(speech: Speech, segment: SegmentSettings) -> list[Passage]:
 @example(text="\ufeff　　\n\t\n", encoding="utf-8")
 @example(text="标题\n\x00正文。", encoding="utf-16")
 @example(text="\x00正文。", encoding="utf-16")
+@example(
+    text="标题\n同志们，今天召开会议。工作有三点要求。1、要讲政治。2、要抓落实。\n最后，希望大家努力。",
+    encoding="utf-8",
+)
 def test_any_text_in_any_encoding_loads_or_is_refused_clearly(text: str, encoding: str) -> None:
     data = _encode(text, encoding)
     assume(data is not None)
@@ -214,6 +242,7 @@ def test_any_text_in_any_encoding_loads_or_is_refused_clearly(text: str, encodin
     if speech is None:
         return
     check_speech(speech, SegmentSettings())
+    check_no_words_lost(speech)
     if encoding == "gb18030" and speech.encoding == "utf-8":
         return  # GB18030 bytes that are also valid UTF-8 are ambiguous; UTF-8 wins by design
     assert _han(speech.text) == _expected_han(text)
@@ -227,6 +256,15 @@ def test_any_text_in_any_encoding_loads_or_is_refused_clearly(text: str, encodin
     overlap=st.integers(min_value=0, max_value=3),
 )
 @example(text="标题\n一、总体要求。二、具体安排。", encoding="utf-8", max_chars=5, overlap=2)
+@example(
+    text="标题\n" + "甲" * 48 + "。" + "乙" * 240 + "。" + "丙" * 270 + "。", encoding="utf-8", max_chars=300, overlap=1
+)
+@example(
+    text="标题\n有三点要求：\n1、要讲政治。\n2、要抓落实。\n3、要重实效。\n最后。",
+    encoding="utf-8",
+    max_chars=60,
+    overlap=1,
+)
 def test_speech_like_text_segments_within_the_bound(text: str, encoding: str, max_chars: int, overlap: int) -> None:
     data = _encode(text, encoding)
     assume(data is not None)
@@ -237,6 +275,7 @@ def test_speech_like_text_segments_within_the_bound(text: str, encoding: str, ma
         assert BLANK.fullmatch(text) or encoding == "gb18030" or CONTROL.search(text), text
         return
     passages = check_speech(speech, SegmentSettings(max_chars=max_chars, overlap_sentences=overlap))
+    check_no_words_lost(speech)
     assert (not speech.paragraphs) == (not passages)
     assert _han(speech.text) == _expected_han(text)
 
@@ -523,7 +562,9 @@ def test_regression_emsp_indentation_is_cleaned() -> None:
 
 
 def test_regression_docx_soft_line_breaks_are_lines(tmp_path: Path) -> None:
-    """load.py: a Word soft line break (Shift+Enter) glued title, subtitle and headings into one paragraph."""
+    """load.py: a Word soft line break (Shift+Enter) glued title, subtitle and headings into one paragraph.
+
+    The salutation `同志们：` stays in the text but is no paragraph of its own."""
     import docx
 
     document = docx.Document()
@@ -541,8 +582,9 @@ def test_regression_docx_soft_line_breaks_are_lines(tmp_path: Path) -> None:
     assert speech.subtitle == "——在全市工会工作会议上的讲话"
     assert speech.sections == ("一、总体要求",)
     paragraphs = [speech.text[p.start : p.end] for p in speech.paragraphs]
-    assert paragraphs == ["同志们：", "今天我们召开会议。工作要抓实。"]
-    assert speech.paragraphs[1].section_path == ("一、总体要求",)
+    assert paragraphs == ["今天我们召开会议。工作要抓实。"]
+    assert "同志们：" in speech.text.splitlines()
+    assert speech.paragraphs[0].section_path == ("一、总体要求",)
 
 
 def test_regression_one_long_line_is_cleaned_in_linear_time() -> None:

@@ -106,12 +106,14 @@ def world(tmp_path: Path) -> Path:
     (root / "copies" / "头雁讲话 副本.txt").write_bytes(lead.encode("utf-8"))  # the same speech under another name
     (root / "2024" / "skills-contest-utf16.txt").write_bytes(UTF16_SPEECH.encode("utf-16"))
     _word_file(root / "training-course.docx")
-    (root / "2024" / "loop").symlink_to(root, target_is_directory=True)  # a symlink loop
+    (root / "2024" / "loop").symlink_to(root, target_is_directory=True)  # a symlink loop: reported, walked once
     (root / "junk" / "binary.txt").write_bytes(bytes(range(256)) * 8)
     (root / "junk" / "empty.txt").write_bytes(b"")
     (root / "junk" / "whitespace.md").write_text(" \r\n\u3000\u3000\n\t\n\u2003\n", "utf-8")
     (root / "junk" / "moved-away.txt").symlink_to(root / "no-such-file.txt")  # unreadable: dangling link
-    (root / "notes.pdf").write_bytes(b"%PDF-1.4 not a speech format")  # unsupported: not even looked at
+    (root / "notes.pdf").write_bytes(b"%PDF-1.4 not a speech format")  # unsupported: reported with the way out
+    (root / "~$training-course.docx").write_bytes(b"Word's lock file")  # skipped silently, like hidden files
+    (root / ".notes.txt").write_text("隐藏文件。", "utf-8")
     return root
 
 
@@ -124,7 +126,14 @@ def _speech(corpus: Corpus, source: str):
     return next(s for s in corpus.speeches if s.source == source)
 
 
-EXPECTED_PROBLEMS = {"junk/binary.txt", "junk/empty.txt", "junk/whitespace.md", "junk/moved-away.txt"}
+EXPECTED_PROBLEMS = {
+    "junk/binary.txt",
+    "junk/empty.txt",
+    "junk/whitespace.md",
+    "junk/moved-away.txt",
+    "2024/loop",
+    "notes.pdf",
+}
 
 
 def test_every_readable_file_loads_whatever_its_encoding(world: Path) -> None:
@@ -176,12 +185,14 @@ def test_duplicate_under_another_name_is_indexed_once_and_cited_under_both(world
 def test_bad_files_each_give_one_clear_problem_and_do_not_stop_the_rest(world: Path) -> None:
     corpus = load_corpus(world, SEGMENT)
     reasons = {problem.path: problem.reason for problem in corpus.problems}
-    assert set(reasons) == EXPECTED_PROBLEMS  # the symlink loop is walked once, silently; .pdf is not a speech
-    assert len(corpus.problems) == len(EXPECTED_PROBLEMS)  # one problem per file
+    assert set(reasons) == EXPECTED_PROBLEMS  # no lock or hidden file among them
+    assert len(corpus.problems) == len(EXPECTED_PROBLEMS)  # one problem per file, one line for the loop
     assert "binary" in reasons["junk/binary.txt"]
     assert "empty" in reasons["junk/empty.txt"]
     assert "empty" in reasons["junk/whitespace.md"]
     assert "cannot be read" in reasons["junk/moved-away.txt"]
+    assert reasons["2024/loop"] == "is a symlink loop back to the corpus folder; its files are read once, from there"
+    assert reasons["notes.pdf"].startswith("PDF is not supported; save the speech as .docx")
     for reason in reasons.values():
         assert reason and "\n" not in reason and not reason.startswith(str(world))
     assert len(corpus.speeches) == 4
@@ -302,6 +313,19 @@ def test_regression_fifo_named_like_a_speech_is_a_problem_not_a_hang(world: Path
         unblocker.join()
     assert {p.path: p.reason for p in corpus.problems}["pipe.txt"] == "is not a regular file"
     assert len(corpus.speeches) == 4
+
+
+def test_regression_over_large_file_is_a_problem_and_the_rest_loads(world: Path, monkeypatch) -> None:
+    """load.py: the size limit had no test, and its message said "0 MiB is over the 20 MiB limit" for any
+    other limit. The limit is lowered here rather than writing 20 MiB."""
+    limit = max(path.stat().st_size for path in world.rglob("*") if path.is_file() and not path.is_symlink())
+    monkeypatch.setattr("embeddings.load.MAX_FILE_BYTES", limit)
+    data = ("标题\n" + "正文很长。" * (limit // 15 + 1)).encode("utf-8")
+    (world / "huge.txt").write_bytes(data)
+    corpus = load_corpus(world, SEGMENT)
+    reasons = {problem.path: problem.reason for problem in corpus.problems}
+    assert reasons["huge.txt"] == f"{len(data):,} bytes is over the {limit:,} bytes limit for a speech"
+    assert len(corpus.speeches) == 4  # the speeches under the limit still load
 
 
 def test_regression_speech_ids_of_similar_names_do_not_collide(tmp_path: Path) -> None:
