@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -13,15 +14,21 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from embeddings.corpus import Corpus
-from embeddings.dense import Embedder
+from embeddings.corpus import Corpus, Problem
+from embeddings.dense import Embedder, model_fingerprint
 from embeddings.fusion import calibration_queries, choose_dense_weight
 from embeddings.lexical import LexicalIndex
 from embeddings.passage import Passage
 from embeddings.settings import EngineSettings
-from embeddings.store import FORMAT_VERSION, build_lock, commit_generation, new_generation, speech_record
-from embeddings.tokenize import Tokenizer, passage_tokenizer, query_tokenizer, write_query_dictionary
-from embeddings.vectors import EmbeddingCache, build_vector_index, save_vector_index
+from embeddings.store import DENSE_FILE, INDEX_FORMAT, build_lock, commit_generation, new_generation, speech_record
+from embeddings.tokenize import (
+    Tokenizer,
+    load_stopwords,
+    passage_tokenizer,
+    query_tokenizer,
+    write_query_dictionary,
+)
+from embeddings.vectors import EmbeddingCache, build_vector_index, save_vector_index, vector_index_kind
 
 logger = logging.getLogger(__name__)
 
@@ -33,18 +40,22 @@ class BuildReport:
     embedded: int
     reused: int
     dense_weight: float | None
+    problems: tuple[Problem, ...] = ()  # files of the corpus that could not be indexed, with why
 
 
 def dictionary_hash(settings: EngineSettings) -> str:
     digest = hashlib.sha256()
-    for name in (settings.lexical.user_dict, settings.lexical.stopwords):
+    for name in (settings.lexical.user_dict, settings.lexical.stopwords, settings.lexical.question_frames):
         path = Path(name)
         digest.update(path.read_bytes() if path.is_file() else b"-")
     return digest.hexdigest()[:16]
 
 
-def model_slug(model: str) -> str:
-    return hashlib.sha256(model.encode()).hexdigest()[:12] + "-" + Path(model).name.replace("/", "-")[:40]
+def model_slug(model: str, fingerprint: str) -> str:
+    """The cache folder of one version of a model: the same name with other files is another model."""
+    name = hashlib.sha256(model.encode()).hexdigest()[:12]
+    version = hashlib.sha256(fingerprint.encode()).hexdigest()[:12]
+    return f"{name}-{version}-{Path(model).name.replace('/', '-')[:40]}"
 
 
 def build_index(
@@ -71,7 +82,13 @@ def build_index(
         directory = new_generation(root)
         lexical.save(directory / "lexical")
         corpus_words = {w for text in texts for w in tokenizer.words(text)}
-        write_query_dictionary(directory / "query_dict.txt", corpus_words, Path(lexical_settings.user_dict))
+        # Question words too, so "哪一天" is cut whole (and dropped as a stop word), not into 哪 + 一天.
+        question_words = load_stopwords(Path(lexical_settings.stopwords)) | load_stopwords(
+            Path(lexical_settings.question_frames)
+        )
+        write_query_dictionary(
+            directory / "query_dict.txt", corpus_words | question_words, Path(lexical_settings.user_dict)
+        )
         _write_jsonl(directory / "passages.jsonl", (p.to_dict() for p in corpus.passages))
         _write_jsonl(directory / "speeches.jsonl", (speech_record(s) for s in corpus.speeches))
 
@@ -79,9 +96,13 @@ def build_index(
         embedded = reused = 0
         weight: float | None = None
         if embedder is not None:
-            vectors, embedded, reused = _embed(corpus.passages, texts, embedder, root, progress)
-            save_vector_index(build_vector_index(vectors, settings.dense.index), directory / "dense.faiss")
-            weight = _dense_weight(
+            fingerprint = model_fingerprint(embedder.name)
+            vectors, embedded, reused = _embed(
+                corpus.passages, texts, embedder, root / "cache", fingerprint=fingerprint, progress=progress
+            )
+            vector_index = build_vector_index(vectors, settings.dense.index)
+            save_vector_index(vector_index, directory / DENSE_FILE)
+            calibrated = _calibrated_weight(
                 settings,
                 texts=texts,
                 tokenizer=tokenizer,
@@ -90,15 +111,20 @@ def build_index(
                 embedder=embedder,
                 vectors=vectors,
             )
+            configured = settings.fusion.dense_weight
+            weight = calibrated if configured == "auto" else float(configured)
             dense = {
                 "model": embedder.name,
+                "fingerprint": fingerprint,
                 "dimension": embedder.dimension,
-                "index": settings.dense.index,
-                "weight": weight,
+                "index": vector_index_kind(vector_index),
+                # Always the calibrated weight: a configured number is applied when questions are
+                # asked, so that changing it, or going back to "auto", needs no rebuild.
+                "weight": calibrated,
             }
 
         manifest = {
-            "format": FORMAT_VERSION,
+            "format": INDEX_FORMAT,
             "package_version": _version("speechqa"),
             "bm25s_version": _version("bm25s"),
             "corpus_root": str(corpus.root),
@@ -116,14 +142,21 @@ def build_index(
         }
         commit_generation(root, directory, manifest)
     logger.info("index built in %s: %d passages, %d embedded, %d reused", directory, len(texts), embedded, reused)
-    return BuildReport(directory, len(texts), embedded, reused, weight)
+    return BuildReport(directory, len(texts), embedded, reused, weight, corpus.problems)
 
 
 def _embed(
-    passages: tuple[Passage, ...], texts: list[str], embedder: Embedder, root: Path, progress: bool
+    passages: tuple[Passage, ...],
+    texts: list[str],
+    embedder: Embedder,
+    caches: Path,
+    *,
+    fingerprint: str,
+    progress: bool,
 ) -> tuple[np.ndarray, int, int]:
     """Vectors for every passage, embedding only those whose content the cache has not seen."""
-    cache = EmbeddingCache(root / "cache" / model_slug(embedder.name))
+    slug = model_slug(embedder.name, fingerprint)
+    cache = EmbeddingCache(caches / slug, embedder.dimension)
     keys = [p.content_hash for p in passages]
     missing = [i for i, key in enumerate(keys) if cache.get(key) is None]
     if missing:
@@ -131,11 +164,15 @@ def _embed(
         for i, vector in zip(missing, fresh, strict=True):
             cache.put(keys[i], vector)
         cache.save(set(keys))
+    # Vectors of this model name's earlier files are no use to this index; kept, they would pile up with every update.
+    for other in caches.glob(slug.split("-", 1)[0] + "-*"):
+        if other.name != slug:
+            shutil.rmtree(other, ignore_errors=True)
     vectors = np.stack([cache.require(key) for key in keys]).astype(np.float32)
     return vectors, len(missing), len(keys) - len(missing)
 
 
-def _dense_weight(
+def _calibrated_weight(
     settings: EngineSettings,
     *,
     texts: list[str],
@@ -145,9 +182,6 @@ def _dense_weight(
     embedder: Embedder,
     vectors: np.ndarray,
 ) -> float:
-    configured = settings.fusion.dense_weight
-    if configured != "auto":
-        return float(configured)
     queries = calibration_queries(texts, tokenizer.words)
     question_tokens = query_tokenizer(
         directory / "query_dict.txt", Path(settings.lexical.stopwords), settings.lexical.bigrams

@@ -4,13 +4,20 @@ Nothing here imports torch until a model is actually loaded, so lexical-only mod
 it. Whether a model can be had is decided from the file system first (a local folder, the Hugging
 Face cache); the network is tried only when building an index, with a short timeout, because the
 hub client otherwise retries for over a minute before giving up.
+
+A model is known by its name and by a fingerprint of its files, so an index notices when other
+weights appear under the same name: a hub model's cached revision, or for a folder the contents of
+its small files and the sizes and times of its weight files (cheap: nothing is loaded).
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
 import os
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -46,7 +53,8 @@ class SentenceTransformerEmbedder:
         from sentence_transformers import SentenceTransformer
 
         try:
-            self._model = SentenceTransformer(model, device=device, local_files_only=local_only)
+            with _quiet_loading(local_only):
+                self._model = SentenceTransformer(model, device=device, local_files_only=local_only)
         except (OSError, ValueError, RuntimeError) as error:
             raise ModelUnavailable(f"embedding model {model} cannot be loaded: {error}", supply_hint(model)) from error
         self._name = model
@@ -83,7 +91,34 @@ class SentenceTransformerEmbedder:
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
+@contextlib.contextmanager
+def _quiet_loading(local_only: bool) -> Iterator[None]:
+    """Hide transformers' "Loading weights" bar, which every question would otherwise print to stderr.
+
+    Only when nothing is downloaded: a first build that fetches the model should show that it does.
+    """
+    from transformers.utils import logging as transformers_logging
+
+    if not local_only or not transformers_logging.is_progress_bar_enabled():
+        yield
+        return
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        transformers_logging.enable_progress_bar()
+
+
+def is_local_model(model: str) -> bool:
+    return Path(model).expanduser().is_dir() or model.startswith((".", "/", "~"))
+
+
 def supply_hint(model: str) -> str:
+    if is_local_model(model):
+        return (
+            f"the folder {model} is missing or is not a sentence-transformers model (no modules.json or config.json): "
+            'set [dense] model in config.toml to a model folder or a hub name, or set [dense] mode = "off"'
+        )
     return (
         "set [dense] model in config.toml to a local model folder, or set HF_ENDPOINT to a reachable mirror, "
         f"or run `huggingface-cli download {model}` where there is network and copy the Hugging Face cache here; "
@@ -106,13 +141,46 @@ def hub_cache_dir() -> Path:
 
 
 def _cached_snapshot(model: str) -> Path | None:
-    snapshots = hub_cache_dir() / f"models--{model.replace('/', '--')}" / "snapshots"
+    """The snapshot the hub client loads offline: the one `refs/main` names, else any complete one."""
+    repository = hub_cache_dir() / f"models--{model.replace('/', '--')}"
+    snapshots = repository / "snapshots"
     if not snapshots.is_dir():
         return None
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        named = snapshots / (repository / "refs" / "main").read_text("utf-8").strip()
+        if named.is_dir():
+            return named
     for snapshot in sorted(snapshots.iterdir()):
         if (snapshot / "modules.json").exists() or (snapshot / "config.json").exists():
             return snapshot
     return None
+
+
+SMALL_FILE_BYTES = 1 << 20
+
+
+def model_fingerprint(model: str) -> str:
+    """What identifies the files behind `model` now; "" when there are none to look at (not downloaded yet).
+
+    A weight file is known by its size and modification time rather than its digest, which would
+    mean reading hundreds of megabytes on every start; a copy or a touch then costs one rebuild.
+    """
+    path = Path(model).expanduser()
+    if not path.is_dir():
+        snapshot = None if is_local_model(model) else _cached_snapshot(model)
+        return f"revision {snapshot.name}" if snapshot is not None else ""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        relative = file.relative_to(path)
+        if any(part.startswith(".") for part in relative.parts):
+            continue  # download tool bookkeeping (.cache, .git), not the model
+        stat = file.stat()
+        digest.update(f"{relative.as_posix()}\0{stat.st_size}\0".encode())
+        if stat.st_size <= SMALL_FILE_BYTES:
+            digest.update(hashlib.sha256(file.read_bytes()).digest())
+        else:
+            digest.update(str(stat.st_mtime_ns).encode())
+    return "files " + digest.hexdigest()[:16]
 
 
 def _endpoint_reachable(timeout: float) -> bool:

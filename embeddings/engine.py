@@ -2,7 +2,8 @@
 
 The front-ends call `open_retriever` and get a ready `Retriever` plus a one-line notice when the
 dense side is off. Staleness is judged from file names, sizes and times first, and from content
-only when those changed, so an unchanged corpus costs no re-reading.
+only when those changed, so an unchanged corpus costs no re-reading. An index is also stale when
+another version of speechqa wrote it, or when the embedding model's files or width changed.
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ from pathlib import Path
 
 from embeddings.build import BuildReport, build_index, dictionary_hash
 from embeddings.corpus import load_corpus, speech_files
-from embeddings.dense import Embedder, load_embedder, locate_model
+from embeddings.dense import Embedder, load_embedder, locate_model, model_fingerprint
 from embeddings.errors import IndexError_, ModelUnavailable
 from embeddings.rerank import Reranker, load_reranker
 from embeddings.retrieve import Retriever
 from embeddings.settings import EngineSettings
-from embeddings.store import StoredIndex, open_stored
+from embeddings.store import OutdatedIndex, StoredIndex, open_stored
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,8 @@ def index_status(corpus_root: Path, index_root: Path, settings: EngineSettings, 
     """Fresh, stale (with why), missing or damaged; never raises for a bad index."""
     try:
         stored = open_stored(index_root)
+    except OutdatedIndex as error:
+        return IndexStatus(IndexState.STALE, str(error))
     except IndexError_ as error:
         missing = "no index has been built" in str(error)
         return IndexStatus(IndexState.MISSING if missing else IndexState.DAMAGED, str(error))
@@ -62,10 +65,17 @@ def index_status(corpus_root: Path, index_root: Path, settings: EngineSettings, 
     if manifest.get("config_hash") != settings.index_hash():
         return IndexStatus(IndexState.STALE, "the configuration that shapes the index changed", stored)
     if manifest.get("dictionary_hash") != dictionary_hash(settings):
-        return IndexStatus(IndexState.STALE, "the jieba dictionary or stop words changed", stored)
-    built_model = (manifest.get("dense") or {}).get("model")
+        return IndexStatus(IndexState.STALE, "the jieba dictionary, stop words or question words changed", stored)
+    built = manifest.get("dense") or {}
+    built_model = built.get("model")
     if dense_model != built_model:
         return IndexStatus(IndexState.STALE, f"the embedding model changed ({built_model} → {dense_model})", stored)
+    # An unknown fingerprint (a hub model not downloaded yet) proves nothing; the width is checked on loading.
+    fingerprint = model_fingerprint(dense_model) if dense_model is not None else ""
+    if fingerprint and fingerprint != built.get("fingerprint"):
+        return IndexStatus(
+            IndexState.STALE, f"the embedding model changed: the files of {dense_model} differ from the index's", stored
+        )
     if manifest.get("corpus_fingerprint") != corpus_fingerprint(corpus_root):
         corpus = load_corpus(corpus_root, settings.segment)
         if corpus.content_hash != manifest.get("corpus_hash"):
@@ -136,18 +146,40 @@ def open_retriever(
     planned = planned_dense_model(settings, allow_network=allow_network and force)
     status = index_status(corpus_root, index_root, settings, planned)
     needs_build = force or status.state is not IndexState.FRESH
-    embedder, notice = resolve_embedder(settings, allow_network=allow_network and needs_build)
-    report = None
-    if needs_build:
-        reason = status.reason if status.state is not IndexState.FRESH else "rebuild requested"
-        logger.info("building the index: %s", reason)
+    embedder, dense_notice = resolve_embedder(settings, allow_network=allow_network and needs_build)
+    reason = status.reason if status.state is not IndexState.FRESH else "rebuild requested"
+    if not needs_build and status.stored is not None and (changed := width_change(status.stored, embedder)):
+        needs_build, reason = True, changed
+
+    def build(why: str) -> BuildReport:
+        logger.info("building the index: %s", why)
         if on_rebuild is not None:
-            on_rebuild(reason)
-        report = rebuild(corpus_root, index_root, settings, embedder=embedder, note=notice, progress=progress)
+            on_rebuild(why)
+        return rebuild(corpus_root, index_root, settings, embedder=embedder, note=dense_notice, progress=progress)
+
+    report = build(reason) if needs_build else None
     stored = open_stored(index_root) if report is not None or status.stored is None else status.stored
     reranker, rerank_notice = resolve_reranker(settings, allow_network)
-    notice = "; ".join(n for n in (notice, rerank_notice) if n)
-    return Retriever(stored, settings, embedder, notice, reranker), report
+    notice = "; ".join(n for n in (dense_notice, rerank_notice) if n)
+    try:
+        return Retriever(stored, settings, embedder, notice, reranker), report
+    except IndexError_ as error:
+        if report is not None:
+            raise  # freshly built and still unreadable: rebuilding again would not help
+        # The manifest checked out but a part does not load: rebuild, as for any other damage.
+        report = build(str(error))
+        return Retriever(open_stored(index_root), settings, embedder, notice, reranker), report
+
+
+def width_change(stored: StoredIndex, embedder: Embedder | None) -> str:
+    """Why the index's vectors cannot be searched with `embedder`'s, or "" when they can."""
+    dense = stored.manifest.get("dense")
+    if embedder is None or dense is None or dense["model"] != embedder.name or dense["dimension"] == embedder.dimension:
+        return ""
+    return (
+        f"the embedding model changed: {embedder.name} now gives {embedder.dimension}-dimension vectors, "
+        f"the index holds {dense['dimension']}-dimension ones"
+    )
 
 
 def resolve_reranker(settings: EngineSettings, allow_network: bool) -> tuple[Reranker | None, str]:

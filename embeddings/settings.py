@@ -1,8 +1,9 @@
 """Engine settings: the `[segment]`, `[lexical]`, `[dense]`, `[fusion]` and `[rerank]` parts of the config.
 
 They live in the engine so that `embeddings` never imports `bot`; `bot.config` reads them from
-`config.toml` into one frozen tree. Every field here shapes the built index or its answers, so a
-hash of them goes into the index manifest.
+`config.toml` into one frozen tree. A hash of the fields that shape the built index goes into its
+manifest (a change makes the index stale); `[fusion]`, `[rerank]`, batch size and device apply when
+questions are asked, so changing them needs no rebuild.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ class DenseSettings:
 @dataclass(frozen=True, slots=True)
 class FusionSettings:
     # "auto" calibrates the dense weight per index from how well each retriever finds held-out
-    # sentences of the corpus itself, so a weak model cannot drag the lexical ranking down.
+    # sentences of the corpus itself, so a weak model cannot drag the lexical ranking down. A number
+    # applies at query time without a rebuild; 0 means questions are not embedded at all.
     dense_weight: float | Literal["auto"] = "auto"
     candidates: int = 50
     min_confidence: float = 0.45

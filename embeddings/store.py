@@ -8,8 +8,10 @@
     INDEX_DIR/cache/             embeddings by passage content hash (survive rebuilds)
 
 A build writes a new generation completely, fsyncs it, and only then points CURRENT at it; a crash
-at any moment leaves the previous generation live. Every file is checked against the manifest's
-size and SHA-256 on load, so a truncated or altered index is refused, never used.
+at any moment leaves the previous generation live. The generation it replaces is kept until the
+next build, so a process that was opening it meanwhile still finds its files. Every file is checked
+against the manifest's size and SHA-256 on load, and the manifest's own fields against what readers
+expect, so a truncated or altered index is refused with the command that rebuilds it, never used.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -30,10 +33,22 @@ from embeddings.atomic import atomic_write_text, fsync_dir
 from embeddings.errors import IndexError_
 from embeddings.passage import Paragraph, Passage, Speech
 
-FORMAT_VERSION = 1
+# The contract between the code that writes an index and the code that reads it. Bump it whenever
+# tokenisation, segmentation, the query dictionary or the file layout changes: an index of another
+# format is then stale and rebuilt. The package version is recorded but not compared, on purpose:
+# most releases change the bot, not the index, and each needless rebuild re-embeds the corpus.
+INDEX_FORMAT = 2
 CURRENT = "CURRENT"
 MANIFEST = "manifest.json"
 REBUILD_HINT = "rebuild it with: speechqa index"
+LEXICAL_FILES = ("data.csc.index.npy", "indices.csc.index.npy", "indptr.csc.index.npy", "vocab.index.json")
+REQUIRED_FILES = ("passages.jsonl", "speeches.jsonl", "query_dict.txt", *(f"lexical/{n}" for n in LEXICAL_FILES))
+DENSE_FILE = "dense.faiss"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+class OutdatedIndex(IndexError_):
+    """The index was written in another format, by another version of speechqa: stale, not damaged."""
 
 
 @dataclass(frozen=True)
@@ -44,20 +59,30 @@ class StoredIndex:
     manifest: dict[str, Any]
 
     def read_passages(self) -> list[Passage]:
-        lines = (self.directory / "passages.jsonl").read_text("utf-8").splitlines()
-        return [Passage.from_dict(json.loads(line)) for line in lines]
+        with self._reading("passages.jsonl") as path:
+            return [Passage.from_dict(json.loads(line)) for line in path.read_text("utf-8").splitlines()]
 
     def read_speeches(self) -> dict[str, Speech]:
         speeches = {}
-        for line in (self.directory / "speeches.jsonl").read_text("utf-8").splitlines():
-            record = json.loads(line)
-            record["paragraphs"] = tuple(
-                Paragraph(p["number"], p["start"], p["end"], tuple(p["section_path"])) for p in record["paragraphs"]
-            )
-            record["sections"] = tuple(record["sections"])
-            record["aliases"] = tuple(record["aliases"])
-            speeches[record["speech_id"]] = Speech(**record)
+        with self._reading("speeches.jsonl") as path:
+            for line in path.read_text("utf-8").splitlines():
+                record = json.loads(line)
+                record["paragraphs"] = tuple(
+                    Paragraph(p["number"], p["start"], p["end"], tuple(p["section_path"])) for p in record["paragraphs"]
+                )
+                record["sections"] = tuple(record["sections"])
+                record["aliases"] = tuple(record["aliases"])
+                speeches[record["speech_id"]] = Speech(**record)
         return speeches
+
+    @contextlib.contextmanager
+    def _reading(self, name: str) -> Iterator[Path]:
+        """Turn whatever a damaged or vanished file raises into `IndexError_` with the rebuild hint."""
+        path = self.directory / name
+        try:
+            yield path
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+            raise IndexError_(f"the index file {path} cannot be read ({error})", REBUILD_HINT) from error
 
 
 def speech_record(speech: Speech) -> dict[str, Any]:
@@ -105,7 +130,7 @@ def new_generation(root: Path) -> Path:
 
 
 def commit_generation(root: Path, directory: Path, manifest: dict[str, Any]) -> None:
-    """Seal `directory` with its manifest and make it the live index; then drop older generations."""
+    """Seal `directory` with its manifest and make it the live index; then drop all but it and its predecessor."""
     files = sorted(p for p in directory.rglob("*") if p.is_file())
     manifest["files"] = {
         p.relative_to(directory).as_posix(): {"size": p.stat().st_size, "sha256": file_digest(p)} for p in files
@@ -116,10 +141,18 @@ def commit_generation(root: Path, directory: Path, manifest: dict[str, Any]) -> 
     atomic_write_text(directory / MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=2))
     for sub in {p.parent for p in files} | {directory}:
         fsync_dir(sub)
+    previous = _live_name(root)
     atomic_write_text(root / CURRENT, directory.name + "\n")
     for stale in root.glob("gen-*"):
-        if stale != directory:
+        if stale.name not in (directory.name, previous):
             shutil.rmtree(stale, ignore_errors=True)
+
+
+def _live_name(root: Path) -> str | None:
+    try:
+        return (root / CURRENT).read_text("utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def open_stored(root: Path, verify: bool = True) -> StoredIndex:
@@ -127,20 +160,62 @@ def open_stored(root: Path, verify: bool = True) -> StoredIndex:
     pointer = root / CURRENT
     if not pointer.is_file():
         raise IndexError_(f"no index has been built in {root}", REBUILD_HINT)
-    directory = root / pointer.read_text("utf-8").strip()
+    name = _live_name(root) or ""
+    if not name.startswith("gen-") or "/" in name:
+        raise IndexError_(f"the index pointer {pointer} is damaged", REBUILD_HINT)
+    directory = root / name
     try:
         manifest = json.loads((directory / MANIFEST).read_text("utf-8"))
     except (OSError, ValueError) as error:
         raise IndexError_(f"the index manifest in {directory} cannot be read ({error})", REBUILD_HINT) from error
-    if manifest.get("format") != FORMAT_VERSION:
-        raise IndexError_(
-            f"the index in {directory} has format {manifest.get('format')}, this version reads {FORMAT_VERSION}",
-            REBUILD_HINT,
-        )
-    for name, expected in manifest.get("files", {}).items():
+    _check_manifest(directory, manifest)
+    for name, expected in manifest["files"].items():
         path = directory / name
         if not path.is_file():
             raise IndexError_(f"the index file {path} is missing", REBUILD_HINT)
         if path.stat().st_size != expected["size"] or (verify and file_digest(path) != expected["sha256"]):
             raise IndexError_(f"the index file {path} is damaged (size or checksum differs)", REBUILD_HINT)
     return StoredIndex(directory, manifest)
+
+
+def _check_manifest(directory: Path, manifest: Any) -> None:
+    """Refuse a manifest that readers could trip over: every field they use, with the type they expect."""
+
+    def require(condition: bool, what: str) -> None:
+        if not condition:
+            raise IndexError_(f"the index manifest in {directory} is damaged ({what})", REBUILD_HINT)
+
+    require(isinstance(manifest, dict), "not a JSON object")
+    version = manifest.get("format")
+    require(_is_int(version), "no format version")
+    if version != INDEX_FORMAT:
+        raise OutdatedIndex(
+            f"the index in {directory} was built by another version of speechqa "
+            f"(index format {version}, this version uses {INDEX_FORMAT})",
+            REBUILD_HINT,
+        )
+    for key in ("corpus_hash", "config_hash", "dictionary_hash"):
+        require(isinstance(manifest.get(key), str), f"{key} missing")
+    counts = manifest.get("counts")
+    require(isinstance(counts, dict), "counts missing")
+    require(all(_is_int(counts.get(k)) for k in ("speeches", "passages", "vocabulary")), "counts are not numbers")
+    dense = manifest.get("dense")
+    require(dense is None or isinstance(dense, dict), "dense is neither null nor an object")
+    if isinstance(dense, dict):
+        require(isinstance(dense.get("model"), str) and isinstance(dense.get("fingerprint"), str), "dense model")
+        require(_is_int(dense.get("dimension")) and dense["dimension"] > 0, "dense dimension")
+        require(isinstance(dense.get("index"), str), "dense index type")
+        weight = dense.get("weight")
+        require(isinstance(weight, int | float) and not isinstance(weight, bool), "dense weight")
+    files = manifest.get("files")
+    require(isinstance(files, dict), "the file list is missing")
+    for name, entry in files.items():
+        require(not Path(name).is_absolute() and ".." not in Path(name).parts, f"file name {name!r}")
+        require(isinstance(entry, dict) and _is_int(entry.get("size")), f"size of {name}")
+        require(isinstance(entry.get("sha256"), str) and bool(_SHA256.fullmatch(entry["sha256"])), f"digest of {name}")
+    needed = set(REQUIRED_FILES) | ({DENSE_FILE} if dense else set())
+    require(needed <= set(files), "files missing from the file list: " + ", ".join(sorted(needed - set(files))))
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

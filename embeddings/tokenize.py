@@ -8,11 +8,17 @@ Passages are cut with jieba's full dictionary. Questions are cut with a *query d
 index time: the words that occur in the corpus plus jieba's most frequent words. It segments a
 question the same way wherever it matters (words the index knows) and loads in a tenth of the time
 of the full dictionary, which is most of a cold start.
+
+jieba caches every dictionary it loads as a marshal file named after the dictionary's path in the
+shared temp folder: one per index generation, never removed, and loaded again by whoever can write
+there. The query dictionary is small enough to read as text each time (as fast as jieba's cache),
+so it gets no cache at all; the full dictionary's cache goes to the user's own cache folder.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Callable, Iterable
 from functools import cache
@@ -20,6 +26,8 @@ from pathlib import Path
 
 import jieba
 
+from embeddings.errors import IndexError_
+from embeddings.store import REBUILD_HINT
 from embeddings.textnorm import matching_form
 
 TokenizerFn = Callable[[str], list[str]]
@@ -89,10 +97,20 @@ class Tokenizer:
         return self._segmenter.lcut(matching_form(text), HMM=False)
 
 
+def jieba_cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "speechqa" / "jieba"
+
+
 @cache
 def _full_segmenter(user_dict: str) -> jieba.Tokenizer:
     segmenter = jieba.Tokenizer()
-    segmenter.initialize()
+    try:
+        jieba_cache_dir().mkdir(parents=True, exist_ok=True)
+        segmenter.tmp_dir = str(jieba_cache_dir())
+        segmenter.initialize()
+    except OSError:  # no writable cache folder (a read-only home): read the dictionary itself, slower
+        segmenter.FREQ, segmenter.total = jieba.Tokenizer.gen_pfdict(segmenter.get_dict_file())
+        segmenter.initialized = True
     for word in load_user_words(Path(user_dict)):
         segmenter.add_word(matching_form(word), USER_WORD_FREQ)
     return segmenter
@@ -104,24 +122,34 @@ def passage_tokenizer(user_dict: Path, stopwords: Path, bigrams: bool) -> Tokeni
 
 
 def query_tokenizer(query_dict: Path, stopwords: Path, bigrams: bool) -> Tokenizer:
-    """The query-time tokenizer, on the query dictionary saved with the index."""
+    """The query-time tokenizer, on the query dictionary saved with the index, read without jieba's cache."""
     segmenter = jieba.Tokenizer(dictionary=str(query_dict))
-    segmenter.initialize()
+    try:
+        with query_dict.open("rb") as handle:
+            segmenter.FREQ, segmenter.total = jieba.Tokenizer.gen_pfdict(handle)
+    except (OSError, ValueError) as error:
+        raise IndexError_(f"the query dictionary {query_dict} cannot be read ({error})", REBUILD_HINT) from error
+    segmenter.initialized = True
     return Tokenizer(segmenter, load_stopwords(stopwords), bigrams)
 
 
+@cache
+def _common_words(user_dict: str) -> tuple[tuple[str, int], ...]:
+    """jieba's most frequent words: sorting its whole dictionary is most of a small build, so once per process."""
+    full = _full_segmenter(user_dict)
+    return tuple(sorted(((w, f) for w, f in full.FREQ.items() if f > 0), key=lambda item: -item[1])[:COMMON_WORDS])
+
+
 def write_query_dictionary(path: Path, corpus_words: Iterable[str], user_dict: Path) -> None:
-    """Corpus words, domain words and jieba's most frequent words, with jieba's frequencies."""
+    """The given words jieba knows, domain words and jieba's most frequent words, with jieba's frequencies."""
     full = _full_segmenter(str(user_dict))
-    frequencies: dict[str, int] = dict(
-        sorted(((w, f) for w, f in full.FREQ.items() if f > 0), key=lambda item: -item[1])[:COMMON_WORDS]
-    )
+    frequencies = dict(_common_words(str(user_dict)))
     for word in corpus_words:
         if full.FREQ.get(word, 0) > 0:
             frequencies[word] = full.FREQ[word]
     for word in load_user_words(user_dict):
         frequencies[matching_form(word)] = USER_WORD_FREQ
-    frequencies = {word: freq for word, freq in frequencies.items() if word and not any(c.isspace() for c in word)}
+    frequencies = {word: freq for word, freq in frequencies.items() if word.split() == [word]}  # no blanks
     # jieba scores a segmentation by log(freq / total): padding the total to the full dictionary's
     # keeps questions cut exactly as the full dictionary would cut them wherever the words are known.
     frequencies[TOTAL_PADDING] = max(1, full.total - sum(frequencies.values()))

@@ -1,8 +1,10 @@
 """Passage vectors: a FAISS index over normalised embeddings, and a cache keyed by passage content.
 
 Exact inner product (`flat`) is the default: at speech-corpus sizes it is both exact and fast.
-HNSW and IVF are there for large corpora. The cache lets a corpus change re-embed only the passages
-that changed: vectors are stored per content hash, per model.
+HNSW and IVF are there for large corpora; IVF needs enough vectors to train its lists, so a small
+corpus gets the exact index instead, and the manifest records the kind actually built. The cache
+lets a corpus change re-embed only the passages that changed: vectors are stored per content hash,
+per model and model version.
 """
 
 from __future__ import annotations
@@ -16,8 +18,11 @@ import numpy as np
 
 from embeddings.atomic import atomic_write_bytes
 from embeddings.errors import IndexError_
+from embeddings.store import REBUILD_HINT
 
 _CACHE_FILE = "embeddings.npz"
+# faiss warns below 39 training points per list; 64 vectors give at least one full list.
+IVF_MIN_VECTORS = 64
 
 
 def build_vector_index(vectors: np.ndarray, kind: str) -> Any:
@@ -28,7 +33,7 @@ def build_vector_index(vectors: np.ndarray, kind: str) -> Any:
     if kind == "hnsw":
         index = faiss.IndexHNSWFlat(dimension, 32, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efSearch = 128
-    elif kind == "ivf" and len(vectors) >= 64:
+    elif kind == "ivf" and len(vectors) >= IVF_MIN_VECTORS:
         lists = max(1, min(int(4 * math.sqrt(len(vectors))), len(vectors) // 39))
         quantizer = faiss.IndexFlatIP(dimension)
         index = faiss.IndexIVFFlat(quantizer, dimension, lists, faiss.METRIC_INNER_PRODUCT)
@@ -39,6 +44,17 @@ def build_vector_index(vectors: np.ndarray, kind: str) -> Any:
         index = faiss.IndexFlatIP(dimension)
     index.add(vectors)
     return index
+
+
+def vector_index_kind(index: Any) -> str:
+    """What `index` is, in the config's words: the manifest says what was built, not what was asked for."""
+    import faiss
+
+    if isinstance(index, faiss.IndexHNSWFlat):
+        return "hnsw"
+    if isinstance(index, faiss.IndexIVFFlat):
+        return "ivf"
+    return "flat"
 
 
 def save_vector_index(index: Any, path: Path) -> None:
@@ -53,7 +69,7 @@ def load_vector_index(path: Path) -> Any:
     try:
         return faiss.read_index(str(path))
     except RuntimeError as error:
-        raise IndexError_(f"the vector index {path} cannot be read ({error})") from error
+        raise IndexError_(f"the vector index {path} cannot be read ({error})", REBUILD_HINT) from error
 
 
 def search_vectors(index: Any, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -66,7 +82,7 @@ def search_vectors(index: Any, query: np.ndarray, k: int) -> tuple[np.ndarray, n
 class EmbeddingCache:
     """Vectors by passage content hash for one model, in one `.npz` (keys and vectors side by side)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, dimension: int) -> None:
         self.path = directory / _CACHE_FILE
         self._vectors: dict[str, np.ndarray] = {}
         try:
@@ -74,7 +90,8 @@ class EmbeddingCache:
                 keys, matrix = stored["keys"], stored["vectors"]
         except (OSError, ValueError, KeyError):
             return  # no cache yet, or a damaged one: it is only a cache, so start afresh
-        if len(keys) == len(matrix):
+        # Vectors of another width come from another model: mixing them in would fail to stack or to search.
+        if matrix.ndim == 2 and matrix.shape[1] == dimension and len(keys) == len(matrix):
             self._vectors = {str(key): matrix[i] for i, key in enumerate(keys)}
 
     def get(self, key: str) -> np.ndarray | None:

@@ -11,11 +11,12 @@ DIMENSION = 64
 
 
 class FakeEmbedder:
-    """Hashes character bigrams into 64 dimensions; counts what it was asked to embed."""
+    """Hashes character bigrams into 64 dimensions; records what it was asked to embed."""
 
     def __init__(self, name: str = "fake-bigram-embedder") -> None:
         self._name = name
         self.embedded: list[str] = []
+        self.queries: list[str] = []
 
     @property
     def name(self) -> str:
@@ -33,16 +34,20 @@ class FakeEmbedder:
         norm = float(np.linalg.norm(vector))
         return vector / norm if norm else vector
 
-    def embed_queries(self, texts: list[str]) -> np.ndarray:
+    def _vectors(self, texts: list[str]) -> np.ndarray:
         return np.stack([self._vector(t) for t in texts]) if texts else np.zeros((0, DIMENSION), np.float32)
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray:
+        self.queries.extend(texts)
+        return self._vectors(texts)
 
     def embed_passages(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
         self.embedded.extend(texts)
-        return self.embed_queries(texts)
+        return self._vectors(texts)
 
 
-def build_tiny_sentence_transformer(target: Path, corpus_text: str) -> Path:
-    """A 1-layer, 32-dimension BERT with a character vocabulary, saved as a sentence-transformers folder."""
+def build_tiny_sentence_transformer(target: Path, corpus_text: str, dimension: int = 32) -> Path:
+    """A 1-layer BERT (32 dimensions unless told) with a character vocabulary, as a sentence-transformers folder."""
     import torch
     from sentence_transformers import SentenceTransformer
     from transformers import BertConfig, BertModel, BertTokenizerFast
@@ -61,16 +66,16 @@ def build_tiny_sentence_transformer(target: Path, corpus_text: str) -> Path:
     torch.manual_seed(0)
     config = BertConfig(
         vocab_size=len(vocab),
-        hidden_size=32,
+        hidden_size=dimension,
         num_hidden_layers=1,
         num_attention_heads=2,
-        intermediate_size=64,
+        intermediate_size=2 * dimension,
         max_position_embeddings=512,
     )
     BertModel(config).save_pretrained(str(bert_dir))
     tokenizer.save_pretrained(str(bert_dir))
     transformer = Transformer(str(bert_dir), max_seq_length=256)
-    model = SentenceTransformer(modules=[transformer, Pooling(32, "mean")], device="cpu")
+    model = SentenceTransformer(modules=[transformer, Pooling(dimension, "mean")], device="cpu")
     model_dir = target / "tiny-st"
     model.save(str(model_dir))
     return model_dir

@@ -1,0 +1,70 @@
+"""The FAISS index actually built: HNSW and IVF on a corpus big enough for them, flat below that."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from embeddings.engine import rebuild
+from embeddings.retrieve import Retriever
+from embeddings.settings import DenseSettings, FusionSettings
+from embeddings.store import open_stored
+from embeddings.vectors import IVF_MIN_VECTORS, search_vectors
+from tests.conftest import make_config
+from tests.fakes import FakeEmbedder
+
+PARAGRAPHS = 160
+# Common characters; random strings of them make passages that share bigrams but are each unique.
+CHARACTERS = "的一是在不了有和人这中大为上个国我以要他时来用们生到作地于出就分对成会可主发年动同工也能下过子说产种面"
+
+
+def _synthetic_corpus(folder: Path) -> Path:
+    """One speech of `PARAGRAPHS` one-passage paragraphs of random text."""
+    rng = random.Random(7)
+
+    def sentence() -> str:
+        return "".join(rng.choice(CHARACTERS) for _ in range(30)) + "。"
+
+    folder.mkdir()
+    lines = ["合成的讲话", *(sentence() + sentence() for _ in range(PARAGRAPHS))]
+    (folder / "synthetic.txt").write_text("\n".join(lines) + "\n", "utf-8")
+    return folder
+
+
+@pytest.mark.parametrize(("kind", "faiss_type"), [("hnsw", "IndexHNSWFlat"), ("ivf", "IndexIVFFlat")])
+def test_approximate_indexes_are_built_and_find_a_known_passage(tmp_path, kind, faiss_type):
+    import faiss
+
+    corpus = _synthetic_corpus(tmp_path / "speeches")
+    dense = DenseSettings(mode="auto", model=FakeEmbedder().name, index=kind)
+    config = make_config(corpus, tmp_path / "index", dense=dense, fusion=FusionSettings(dense_weight=0.5))
+    embedder = FakeEmbedder()
+    report = rebuild(corpus, config.index_path, config.engine, embedder=embedder, note="", progress=False)
+    assert report.passages == PARAGRAPHS >= IVF_MIN_VECTORS
+
+    stored = open_stored(config.index_path)
+    assert stored.manifest["dense"]["index"] == kind
+    built = faiss.read_index(str(stored.directory / "dense.faiss"))
+    assert type(built).__name__ == faiss_type and built.ntotal == PARAGRAPHS
+
+    retriever = Retriever(stored, config.engine, embedder)
+    target = 97
+    text = retriever.passages[target].search_text
+    _, rows = search_vectors(retriever.vectors, embedder.embed_queries([text])[0], 5)
+    assert rows[0] == target
+    assert retriever.search(retriever.passages[target].text[:24]).hits[0].passage == retriever.passages[target]
+
+
+def test_ivf_on_a_small_corpus_falls_back_to_flat_and_the_manifest_says_so(config_factory):
+    import faiss
+
+    dense = DenseSettings(mode="auto", model=FakeEmbedder().name, index="ivf")
+    config = config_factory(dense=dense, fusion=FusionSettings(dense_weight=0.5))
+    corpus, index = config.corpus_path, config.index_path
+    report = rebuild(corpus, index, config.engine, embedder=FakeEmbedder(), note="", progress=False)
+    assert report.passages < IVF_MIN_VECTORS
+    stored = open_stored(config.index_path)
+    assert stored.manifest["dense"]["index"] == "flat"
+    assert type(faiss.read_index(str(stored.directory / "dense.faiss"))).__name__ == "IndexFlatIP"
