@@ -12,7 +12,9 @@ Prints JSON: questions answered, lost (never answered), duplicated (answered mor
 throughput, update→reply latency percentiles in milliseconds, the faults actually injected, errors
 logged and whether the bot stopped polling (crashed), and memory: RSS sampled every 0.5 s, its peak
 and the median of the first and last quarter of the run (flat memory: the two are close). The RSS
-is this process's, which also runs the fake server and the simulated users.
+is this process's, which also runs the fake server and the simulated users. The bot logs as
+`speechqa bot` does (its own lines from INFO, redacted); `token_in_logs` counts lines that still
+show the bot token, which must be none.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from typing import Any
 
 from bot.config import load_config
 from bot.telegram import SORRY
+from bot.telegram_access import protect_handlers
 from embeddings.settings import DenseSettings
 from tests.fakebotapi import FakeBotApi, drive
 
@@ -103,13 +106,15 @@ def rss_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-class ErrorCount(logging.Handler):
+class LogCapture(logging.Handler):
+    """Every line logged during the run, as the operator's log would hold it: (level, text)."""
+
     def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.count = 0
+        super().__init__(logging.DEBUG)
+        self.lines: list[tuple[int, str]] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.count += 1
+        self.lines.append((record.levelno, self.format(record)))
 
 
 def run(
@@ -139,7 +144,8 @@ def run(
         latencies: list[float] = []
         clock: dict[str, float] = {}
         alive: dict[str, bool] = {}
-        errors = ErrorCount()
+        log = LogCapture()
+        protect_handlers(TOKEN, [log])  # as `speechqa bot` does for its log handlers
         crash = ""
 
         async def user(user_id: int) -> None:
@@ -161,14 +167,18 @@ def run(
             await asyncio.sleep(timeout + 2.0)
             alive["polling"] = bool(app.updater.running and app.running)
 
-        logging.getLogger().addHandler(errors)
+        bot_logger = logging.getLogger("bot")
+        bot_level = bot_logger.level
+        bot_logger.setLevel(logging.INFO)  # as `speechqa bot` logs without -v
+        logging.getLogger().addHandler(log)
         try:
             with RssSampler() as memory:
                 drive(api, config, scenario, timeout=timeout)
         except Exception as error:  # the figures must still come out, saying the bot crashed
             crash = repr(error)
         finally:
-            logging.getLogger().removeHandler(errors)
+            logging.getLogger().removeHandler(log)
+            bot_logger.setLevel(bot_level)
             api.stop()
         replies = [len(api.replies_to(message)) for message, _ in asked]
         apologies = sum(1 for message, _ in asked if any(r.text == SORRY for r in api.replies_to(message)))
@@ -195,7 +205,9 @@ def run(
         "wall_seconds": round(end - start, 2),
         "faults_injected": dict(sorted(api.injected.items())),
         "api_calls": len(api.calls),
-        "errors_logged": errors.count,
+        "errors_logged": sum(1 for level, _ in log.lines if level >= logging.ERROR),
+        "log_lines": len(log.lines),
+        "token_in_logs": sum(1 for _, line in log.lines if TOKEN in line or TOKEN.split(":")[1] in line),
         "crashed": bool(crash) or not alive.get("polling", False),
         "crash": crash,
         "memory_mb": {

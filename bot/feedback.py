@@ -1,8 +1,9 @@
 """The bot's local log: questions asked, 👍/👎 feedback, refused users, and the update ledger, in one SQLite file.
 
-Only allowed users' text is ever written: a refused update is recorded by ids alone. One
-connection is shared by the threads that `asyncio.to_thread` uses, behind a lock, because
-sqlite3 connections must not be used from two threads at once.
+Only allowed users' text is ever written: a refused update is recorded by ids alone. The bot
+runs every call on the log's own single thread (`worker`), so the journal never waits behind
+retrieval; the lock still guards the one connection for callers on other threads (tests, tools),
+because sqlite3 connections must not be used from two threads at once.
 
 The `updates` table is what lets a killed bot come back without losing or repeating answers.
 python-telegram-bot confirms a batch of updates to Telegram (by the offset of its next
@@ -11,6 +12,10 @@ Telegram's own redelivery cannot be relied on: each allowed update is journaled 
 before that confirmation, and marked answered (its text dropped) right after the reply is sent.
 A restart replays what was journaled but never answered and skips what was already answered.
 Every write commits on its own; with WAL a killed process loses none of them.
+
+Nothing grows without bound (`prune`, at start and every `PRUNE_EVERY` writes): journal entries
+go after `JOURNAL_KEEP_SECONDS`, questions, votes and refusals after `LOG_KEEP_SECONDS`, and each
+table keeps at most its newest `*_KEEP_ROWS` rows.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -60,10 +66,15 @@ CREATE TABLE IF NOT EXISTS updates (
 );
 CREATE INDEX IF NOT EXISTS updates_at ON updates (at);
 """
-# Telegram keeps an unconfirmed update for 24 hours and restarts update ids at random after a
-# week without updates, so ids older than a week can neither come back nor be told apart.
-KEEP_SECONDS = 7 * 24 * 3600
-KEEP_ROWS = 100_000
+# Telegram keeps an unconfirmed update for 24 hours, so an older id cannot come back and its
+# entry (answered, or too old to replay) has no use; a day of margin for clocks and restarts.
+JOURNAL_KEEP_SECONDS = 2 * 24 * 3600
+JOURNAL_KEEP_ROWS = 100_000
+# Questions, votes and refusals are for the operator's review of recent use, not an archive.
+LOG_KEEP_SECONDS = 90 * 24 * 3600
+QUESTIONS_KEEP_ROWS = 100_000
+FEEDBACK_KEEP_ROWS = 100_000
+REFUSED_KEEP_ROWS = 10_000  # a stranger sending a flood of messages fills this one: keep it smaller
 PRUNE_EVERY = 1_000
 REPLAY_WITHIN = 24 * 3600
 MAX_REPLAYS = 3  # an update that was in flight at three crashes in a row is not tried a fourth time
@@ -74,12 +85,13 @@ class FeedbackLog:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self.worker = ThreadPoolExecutor(1, thread_name_prefix="speechqa-log")
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
-        self._marks = 0
+        self._writes = 0
         self.prune()
 
     def question(
@@ -100,6 +112,7 @@ class FeedbackLog:
                 " latency_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (time.time(), answer_id, user_id, chat_id, via, question, int(found), top_citation, latency_ms),
             )
+        self._wrote()
 
     def vote(self, *, answer_id: str, user_id: int, vote: int, question: str | None) -> bool:
         """Record a vote; True when it replaced this user's earlier vote on the same answer."""
@@ -111,6 +124,7 @@ class FeedbackLog:
                 "INSERT OR REPLACE INTO feedback (answer_id, user_id, at, vote, question) VALUES (?, ?, ?, ?, ?)",
                 (answer_id, user_id, time.time(), vote, question),
             )
+        self._wrote()
         return earlier is not None
 
     def refused(self, *, user_id: int | None, chat_id: int | None, kind: str) -> None:
@@ -119,6 +133,7 @@ class FeedbackLog:
                 "INSERT INTO refused (at, user_id, chat_id, kind) VALUES (?, ?, ?, ?)",
                 (time.time(), user_id, chat_id, kind),
             )
+        self._wrote()
 
     def journal(self, updates: Iterable[tuple[int, dict[str, Any] | None]]) -> None:
         """Note fetched updates before Telegram is told they arrived; `None` keeps only the id."""
@@ -144,10 +159,7 @@ class FeedbackLog:
                 " DO UPDATE SET answered_at = excluded.answered_at, payload = NULL",
                 (update_id, now, now),
             )
-            self._marks += 1
-            due = self._marks % PRUNE_EVERY == 0
-        if due:
-            self.prune()
+        self._wrote()
 
     def unanswered(self) -> list[dict[str, Any]]:
         """Journaled updates never answered (the bot died with them in flight), oldest first.
@@ -167,15 +179,46 @@ class FeedbackLog:
             )
         return [json.loads(payload) for _, payload in found]
 
-    def prune(self, now: float | None = None) -> None:
-        """Keep the ledger to the last week and at most `KEEP_ROWS` rows."""
-        cutoff = (time.time() if now is None else now) - KEEP_SECONDS
+    def stalled(self, older_than: float) -> list[dict[str, Any]]:
+        """Updates journaled over `older_than` seconds ago and still unanswered, oldest first.
+
+        For the running bot to try again those whose reply could not be delivered; not counted
+        as replays, which are about surviving crashes: one that crashed the bot `MAX_REPLAYS`
+        times stays out here too.
+        """
+        now = time.time()
         with self._lock:
-            self._db.execute("DELETE FROM updates WHERE at < ?", (cutoff,))
+            found = self._db.execute(
+                "SELECT payload FROM updates WHERE answered_at IS NULL AND payload IS NOT NULL"
+                " AND at >= ? AND at <= ? AND replays < ? ORDER BY update_id",
+                (now - REPLAY_WITHIN, now - older_than, MAX_REPLAYS),
+            ).fetchall()
+        return [json.loads(payload) for (payload,) in found]
+
+    def _wrote(self) -> None:
+        with self._lock:
+            self._writes += 1
+            due = self._writes % PRUNE_EVERY == 0
+        if due:
+            self.prune()
+
+    def prune(self, now: float | None = None) -> None:
+        """Drop what is past its retention, and all but the newest rows of each table (see the module doc)."""
+        now = time.time() if now is None else now
+        with self._lock:
+            self._db.execute("DELETE FROM updates WHERE at < ?", (now - JOURNAL_KEEP_SECONDS,))
             self._db.execute(
                 "DELETE FROM updates WHERE at < (SELECT at FROM updates ORDER BY at DESC LIMIT 1 OFFSET ?)",
-                (KEEP_ROWS - 1,),
+                (JOURNAL_KEEP_ROWS - 1,),
             )
+            for table, keep in (
+                ("questions", QUESTIONS_KEEP_ROWS),
+                ("feedback", FEEDBACK_KEEP_ROWS),
+                ("refused", REFUSED_KEEP_ROWS),
+            ):  # rowid grows with every insert (a replaced vote gets a new one), so it orders by age
+                self._db.execute(f"DELETE FROM {table} WHERE at < ?", (now - LOG_KEEP_SECONDS,))
+                newest = f"SELECT rowid FROM {table} ORDER BY rowid DESC LIMIT 1 OFFSET ?"
+                self._db.execute(f"DELETE FROM {table} WHERE rowid <= ({newest})", (keep,))
 
     def rows(self, table: str) -> list[dict[str, object]]:
         """Every row of `table`, for tests and for operators poking at the file."""
@@ -187,5 +230,7 @@ class FeedbackLog:
             return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
     def close(self) -> None:
+        """Finish the writes already handed to `worker`, then close the file."""
+        self.worker.shutdown(wait=True)
         with self._lock:
             self._db.close()

@@ -7,6 +7,7 @@ Shared by `speechqa chat` and the Telegram bot (one `Conversation` per chat), so
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from embeddings.passage import Passage, SearchResult
@@ -16,11 +17,20 @@ from .answer import Answer, compose
 from .config import AnswerSettings
 
 POOL = 30
+CHANGED_SINCE = "这篇讲话在回答之后更新过，以下是回答时引用的原文。"
 _CN_DIGITS = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9, "十": 10}
-_MORE = re.compile(r"^\s*(?:还有(?:呢|吗|没有|别的|其他的?)?|更多|继续|下一页|再来点|再多一些)\s*[？?。！!…]*\s*$")
+# Matched against the whole line once polite openers and end punctuation are stripped, so a real
+# question that starts the same way ("还有哪些措施？") is never taken for a follow-up.
+_POLITE = re.compile(r"^(?:请|麻烦|那)?|[\s？?。！!…~～]+$")
+_MORE = re.compile(
+    r"(?:还有(?:别的|其他|其它)?的?(?:呢|吗|没有|么)?|(?:别的|其他|其它)的?呢|更多(?:结果)?|继续|接着说"
+    r"|下一页|下一批|换一批|再来(?:点|一些|几条)?|再多(?:一些|点)|再看看)"
+)
+_NUMBER = r"[0-9]+|[一二两三四五六七八九十]+"
 _OPEN = re.compile(
-    r"^\s*(?:(?:打开|查看|看看?|显示)?第\s*([0-9一二两三四五六七八九十]+)\s*[条个段]的?(?:全文|原文|全段|整段|完整内容|出处)?"
-    r"|(?:打开|查看|看看?)\s*([0-9]+))\s*[？?。！!]*\s*$"
+    rf"(?:把|将)?(?:打开|查看|看看?|看一下|显示|展开|给我看看?)?第\s*(?P<nth>{_NUMBER})\s*[条个段项]"
+    r"的?(?:全文|原文|全段|整段|完整内容|详细内容|内容|出处)?(?:展开|展开看看|是什么|呢|吧)?"
+    r"|(?:打开|查看|看看?|看一下|显示|展开)\s*(?P<bare>[0-9]+)"
 )
 
 
@@ -33,15 +43,17 @@ class ParagraphView:
     text: str
     before: str
     after: str
+    note: str = ""  # why only the cited passage is shown
 
 
 def follow_up(text: str) -> tuple[str, int] | None:
     """("more", 0) or ("open", n) when `text` refers to the last answer instead of asking anew."""
-    if _MORE.match(text):
+    text = _POLITE.sub("", text)
+    if _MORE.fullmatch(text):
         return "more", 0
-    match = _OPEN.match(text)
+    match = _OPEN.fullmatch(text)
     if match:
-        raw = match.group(1) or match.group(2)
+        raw = match.group("nth") or match.group("bare")
         return "open", int(raw) if raw.isdigit() else _chinese_number(raw)
     return None
 
@@ -56,8 +68,10 @@ def _chinese_number(raw: str) -> int:
 
 
 class Conversation:
-    def __init__(self, retriever: Retriever, settings: AnswerSettings) -> None:
-        self.retriever = retriever
+    def __init__(self, retriever: Retriever | Callable[[], Retriever], settings: AnswerSettings) -> None:
+        """`retriever` may be a function returning the current one: then a conversation kept for its
+        buttons does not hold on to an index that /reindex has since replaced."""
+        self._retriever: Callable[[], Retriever] = retriever if callable(retriever) else lambda: retriever
         self.settings = settings
         self.result: SearchResult | None = None
         self.shown = 0  # how many of the result's hits have been shown so far
@@ -65,7 +79,7 @@ class Conversation:
     def ask(self, question: str) -> Answer:
         """A new question (validated against the configured length limit)."""
         question = validate_question(question, self.settings.max_question_chars)
-        self.result = self.retriever.search(question, top_k=POOL)
+        self.result = self._retriever().search(question, top_k=POOL)
         answer = compose(self.result, self.settings)
         self.shown = len(answer.citations)
         return answer
@@ -86,13 +100,22 @@ class Conversation:
 
     def open(self, number: int) -> ParagraphView | None:
         passage = self.cited(number)
-        return None if passage is None else paragraph_view(self.retriever, passage, number)
+        return None if passage is None else paragraph_view(self._retriever(), passage, number)
 
 
 def paragraph_view(retriever: Retriever, passage: Passage, number: int) -> ParagraphView:
-    speech = retriever.speeches[passage.speech_id]
-    paragraphs = speech.paragraphs
+    """The paragraph around a cited passage; the passage alone, with a note, if the speech changed since."""
+    speech = retriever.speeches.get(passage.speech_id)
     index = passage.paragraph_no - 1
+    paragraphs = speech.paragraphs if speech is not None else ()
+    unchanged = (
+        speech is not None
+        and 0 <= index < len(paragraphs)
+        and paragraphs[index].start <= passage.start <= passage.end <= paragraphs[index].end
+        and speech.text[passage.start : passage.end] == passage.text
+    )
+    if speech is None or not unchanged:
+        return ParagraphView(number, passage.citation, passage.text, "", "", CHANGED_SINCE)
 
     def text_of(i: int) -> str:
         return speech.text[paragraphs[i].start : paragraphs[i].end] if 0 <= i < len(paragraphs) else ""

@@ -41,8 +41,9 @@ from embeddings.errors import SpeechQAError
 from . import telegram_admin, telegram_buttons, telegram_handlers, telegram_ledger
 from .config import Config
 from .feedback import FeedbackLog
-from .telegram_access import Access, RateLimiter, protect_handlers
-from .telegram_state import STATE_KEY, BotState, bot_state, send_html
+from .telegram_access import Access, RateLimiter
+from .telegram_ledger import in_ledger
+from .telegram_state import RETRIEVAL_WORKERS, STATE_KEY, BotState, Undelivered, bot_state, send_html
 
 logger = logging.getLogger(__name__)
 
@@ -64,14 +65,12 @@ _TOKEN = re.compile(r"^\d+:[A-Za-z0-9_-]+$")
 
 
 async def gate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Stop updates already handled once, and everything from users outside the allow-list."""
+    """Stop updates already handled, or in hand, and everything from users outside the allow-list."""
     state = bot_state(context)
-    # Checked and set before the first await, so two copies of an update cannot both pass.
-    if update.update_id in state.seen_updates:
-        telegram_ledger.skip_current()
+    # Claimed before the first await, so two copies of an update cannot both pass.
+    if not telegram_ledger.claim():
         raise ApplicationHandlerStop
-    state.seen_updates.put(update.update_id, True)
-    if await asyncio.to_thread(state.feedback.answered, update.update_id):  # by a run before a crash
+    if await in_ledger(state.feedback, state.feedback.answered, update.update_id):  # by a run before a crash
         logger.info("update %s was answered before the restart; skipped", update.update_id)
         raise ApplicationHandlerStop
     user, chat = update.effective_user, update.effective_chat
@@ -79,8 +78,12 @@ async def gate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         return
     kind = "inline" if update.inline_query else "button" if update.callback_query else "message"
     logger.info("refused %s from user %s in chat %s", kind, user.id if user else "?", chat.id if chat else "?")
-    await asyncio.to_thread(
-        state.feedback.refused, user_id=user.id if user else None, chat_id=chat.id if chat else None, kind=kind
+    await in_ledger(
+        state.feedback,
+        state.feedback.refused,
+        user_id=user.id if user else None,
+        chat_id=chat.id if chat else None,
+        kind=kind,
     )
     if update.callback_query:
         await update.callback_query.answer(REFUSED, show_alert=True)
@@ -99,6 +102,9 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         return
     if update is None and isinstance(error, NetworkError):
         logger.warning("network problem while polling (retrying): %s", error)
+        return
+    if isinstance(error, Undelivered):  # an apology would not get through either
+        logger.warning("%s; the update stays in the journal and is answered when Telegram is back", error.message)
         return
     where = f"update {update.update_id}" if isinstance(update, Update) else "a background task"
     logger.error("exception while handling %s", where, exc_info=error)
@@ -145,13 +151,20 @@ async def post_init(application: Application) -> None:
             await bot.set_my_commands(ADMIN_COMMANDS, scope=BotCommandScopeChat(admin))
         except BadRequest as error:  # the admin has not opened a chat with the bot yet
             logger.info("admin command menu for %s not set: %s", admin, error.message)
-    logger.info("@%s ready: %d passages, %s retrieval", bot.username, len(retriever.passages), retriever.mode)
+    logger.info(
+        "@%s ready: %d passages, %s retrieval on %d thread(s)",
+        bot.username,
+        len(retriever.passages),
+        retriever.mode,
+        RETRIEVAL_WORKERS,
+    )
 
 
 async def post_shutdown(application: Application) -> None:
-    """Close the feedback log."""
+    """Let running searches finish, then close the feedback log."""
     state = application.bot_data.get(STATE_KEY)
     if isinstance(state, BotState):
+        state.retrieval.shutdown(wait=True, cancel_futures=True)
         state.feedback.close()
 
 
@@ -211,21 +224,18 @@ def file_url(base_url: str) -> str:
     return f"{head}/file/bot"
 
 
-def run_bot(config: Config) -> None:
-    """Run the bot with long polling until SIGINT or SIGTERM."""
+def read_token() -> str:
+    """The bot token from `TELEGRAM_BOT_TOKEN`; an error that never repeats it when it is missing or malformed."""
     token = os.environ.get(TOKEN_ENV, "").strip()
     if not token:
         raise SpeechQAError(f"{TOKEN_ENV} is not set", f"get a token from @BotFather and export {TOKEN_ENV}=…")
     if not _TOKEN.match(token):
         raise SpeechQAError(f"{TOKEN_ENV} does not look like a bot token", "it has the form 123456789:AA…")
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    protect_handlers(token, root.handlers)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("httpcore").setLevel(logging.WARNING)
-    if root.getEffectiveLevel() > logging.INFO:  # start-up, refusals and reindexing are worth a line each
-        logging.getLogger("bot").setLevel(logging.INFO)
+    return token
+
+
+def run_bot(config: Config, token: str) -> None:
+    """Run the bot with long polling until SIGINT or SIGTERM; the caller has set up logging (`bot.cli`)."""
     application = build_application(config, token, api_base_url(config))
     try:
         # Pending updates are questions people are waiting on: they are answered, not dropped.

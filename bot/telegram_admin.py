@@ -1,8 +1,8 @@
 """Admin actions: `/reindex`, and adding a speech by sending the bot a `.txt`, `.md` or `.docx` file.
 
-If the index folder cannot be written or read (deleted, replaced, a full disk), the action fails
-with a polite reply and the retriever already in memory keeps answering; questions never touch
-the folder after start-up.
+If the corpus or index folder cannot be written or read (deleted, replaced, read-only, a full
+disk), the action fails with a reply saying so and the retriever already in memory keeps
+answering; questions never touch the folders after start-up.
 
 A file is read with the engine's own reader before it touches the corpus, so an unreadable file
 is refused with the reason instead of silently skipped. It is written atomically and the index is
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import re
 import tempfile
@@ -39,12 +40,20 @@ from .telegram_state import bot_state
 logger = logging.getLogger(__name__)
 
 _UNSAFE = re.compile(r"[^\w.\-（）()《》 ]+")
+# File systems allow 255 bytes; the atomic write's temporary name adds 14 to it, and 60 Chinese
+# characters (180 bytes) are plenty for a speech.
+MAX_NAME_BYTES = 180
 REINDEX_FAILED = "重建索引失败，仍在使用原来的索引回答问题。请检查索引目录和服务器日志，之后再发送 /reindex。"
 UPLOAD_FAILED = "加入索引失败，文件已撤回，仍在使用原来的索引回答问题。请查看服务器日志。"
+SAVE_FAILED = "上传失败：文件无法保存到讲话目录（不可写、已满或不存在），仍在使用原来的索引回答问题。请检查讲话目录。"
 
 
 async def upload(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Add the sent speech to the corpus and say when it can be searched (admins only)."""
+    """Add the sent speech to the corpus and say when it can be searched (admins only).
+
+    Only that last reply marks the upload answered: one cut short by a restart is handled again,
+    and finding the same bytes already saved it just makes sure they are indexed.
+    """
     state, message, user = bot_state(context), update.effective_message, update.effective_user
     if message is None or message.document is None:
         return
@@ -69,11 +78,17 @@ async def upload(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if problem:
         await reply(update, context, [f"无法读取这个文件：{problem}"])
         return
-    await reply(update, context, [f"已收到 {name}，正在加入索引……"])
+    await reply(update, context, [f"已收到 {name}，正在加入索引……"], answers=False)
     config, target = state.config, state.config.corpus_path / name
     async with state.rebuilding:
-        previous = target.read_bytes() if target.exists() else None
-        await asyncio.to_thread(atomic_write_bytes, target, data)
+        try:
+            previous = await asyncio.to_thread(_read_if_there, target)
+            if previous != data:
+                await asyncio.to_thread(atomic_write_bytes, target, data)
+        except OSError:  # e.g. the corpus folder is read-only, full, or gone
+            logger.exception("saving the uploaded speech %s failed", name)
+            await reply(update, context, [SAVE_FAILED])
+            return
         try:
             retriever = await asyncio.to_thread(reopen, config)
         except (SpeechQAError, OSError):  # e.g. the index folder vanished or became a file
@@ -87,12 +102,12 @@ async def upload(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 async def reindex(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Rebuild the whole index from the corpus folder (admins only)."""
+    """Rebuild the whole index from the corpus folder (admins only); answered only when it is done."""
     state, user = bot_state(context), update.effective_user
     if not state.access.is_admin(user.id if user else None):
         await reply(update, context, ["只有管理员可以重建索引。"])
         return
-    await reply(update, context, ["正在重建索引……"])
+    await reply(update, context, ["正在重建索引……"], answers=False)
     async with state.rebuilding:
         try:
             report, retriever = await asyncio.to_thread(full_rebuild, state.config)
@@ -129,11 +144,20 @@ def load_fully(retriever: Retriever) -> Retriever:
 
 
 def safe_name(file_name: str) -> str:
-    """A plain file name inside the corpus folder, or "" when the type is not one we read."""
+    """A plain file name inside the corpus folder, or "" when the type is not one we read.
+
+    No folders, no leading dot, and short enough to write: a name over `MAX_NAME_BYTES` keeps its
+    start and suffix and gets a digest of the whole name, so two long names stay apart.
+    """
     name = _UNSAFE.sub("_", Path(file_name.replace("\\", "/")).name).strip()
-    if not name or name.startswith((".", "~$")) or Path(name).suffix.lower() not in SUPPORTED_SUFFIXES:
+    suffix = Path(name).suffix.lower()
+    if not name or name.startswith(".") or suffix not in SUPPORTED_SUFFIXES:
         return ""
-    return name
+    if len(name.encode()) <= MAX_NAME_BYTES:
+        return name
+    tag = "-" + hashlib.sha256(name.encode()).hexdigest()[:8] + suffix
+    stem = name.encode()[: MAX_NAME_BYTES - len(tag)].decode(errors="ignore").rstrip(" .")
+    return stem + tag
 
 
 def unreadable_reason(data: bytes, name: str) -> str:
@@ -158,6 +182,10 @@ def announcement(retriever: Retriever, name: str) -> str:
         return f"{name} 已保存，但其中没有可检索的正文。"
     count = sum(1 for passage in retriever.passages if passage.speech_id == speech_id)
     return f"《{speech.title}》已加入，现在可以检索了（{count} 段；索引共 {len(retriever.passages)} 段）。"
+
+
+def _read_if_there(target: Path) -> bytes | None:
+    return target.read_bytes() if target.exists() else None
 
 
 def _restore(target: Path, previous: bytes | None) -> None:

@@ -12,6 +12,7 @@ import time
 from dataclasses import replace
 
 from telegram import (
+    CallbackQuery,
     InlineQueryResultArticle,
     InlineQueryResultsButton,
     InputTextMessageContent,
@@ -19,12 +20,14 @@ from telegram import (
     Update,
 )
 from telegram.constants import ParseMode
+from telegram.error import BadRequest
 from telegram.ext import ContextTypes
 
 from embeddings.errors import BadQuestion
 
 from .answer import Answer, compose
 from .telegram_handlers import answer_keyboard, encode_payload
+from .telegram_ledger import in_ledger
 from .telegram_render import answer_blocks, paragraph_blocks, passage_message, split_message
 from .telegram_state import Asked, BotState, bot_state, edit_html, send_html
 
@@ -47,26 +50,41 @@ async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     asked = state.answers.get(answer_id)
     message = query.message if isinstance(query.message, Message) else None
     if asked is None or message is None or message.chat.id != asked.chat_id or not argument.lstrip("-").isdigit():
-        await query.answer(EXPIRED, show_alert=True)
+        await acknowledge(query, EXPIRED, alert=True)
         return
     if kind == "p":
         await turn_page(update, context, asked, int(argument), message)
     elif kind == "o":
         view = await asyncio.to_thread(asked.conversation.open, int(argument))
         if view is None:
-            await query.answer(EXPIRED, show_alert=True)
+            await acknowledge(query, EXPIRED, alert=True)
             return
-        await query.answer()
+        await acknowledge(query)
         chunks = split_message(paragraph_blocks(view))
         await send_html(context.bot, message.chat.id, chunks, reply_to=message.message_id)
     elif kind == "v" and argument in ("1", "-1"):
         user = query.from_user
-        again = await asyncio.to_thread(
-            state.feedback.vote, answer_id=answer_id, user_id=user.id, vote=int(argument), question=asked.question
+        again = await in_ledger(
+            state.feedback,
+            state.feedback.vote,
+            answer_id=answer_id,
+            user_id=user.id,
+            vote=int(argument),
+            question=asked.question,
         )
-        await query.answer("已更新您的反馈。" if again else "谢谢反馈！")
+        await acknowledge(query, "已更新您的反馈。" if again else "谢谢反馈！")
     else:
-        await query.answer(EXPIRED, show_alert=True)
+        await acknowledge(query, EXPIRED, alert=True)
+
+
+async def acknowledge(query: CallbackQuery, text: str | None = None, alert: bool = False) -> None:
+    """Answer the press. A press handled again after an outage is too old to answer; its reply still goes out."""
+    try:
+        await query.answer(text, show_alert=alert)
+    except BadRequest as error:
+        if "query is too old" not in error.message.lower():
+            raise
+        logger.info("button press %s is too old to acknowledge", query.id)
 
 
 async def turn_page(
@@ -78,9 +96,9 @@ async def turn_page(
     async with asked.lock:
         answer = await asyncio.to_thread(asked.page, index)
     if answer is None:
-        await query.answer("没有更多结果了。")
+        await acknowledge(query, "没有更多结果了。")
         return
-    await query.answer()
+    await acknowledge(query)
     total = len(asked.conversation.result.hits) if asked.conversation.result else None
     chunks = split_message(answer_blocks(answer, total))
     keyboard = answer_keyboard(asked, index, answer)
@@ -101,7 +119,7 @@ async def inline_query(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
     started = time.perf_counter()
     if text and not state.inline.check(query.from_user.id):
         try:
-            answer = await asyncio.wait_for(asyncio.to_thread(_search, state, text), INLINE_BUDGET_SECONDS)
+            answer = await asyncio.wait_for(state.retrieve(_search, state, text), INLINE_BUDGET_SECONDS)
         except TimeoutError:
             logger.warning("inline query took longer than %.0f s; answered empty", INLINE_BUDGET_SECONDS)
         except BadQuestion:
@@ -118,7 +136,8 @@ async def inline_query(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
     # An allow-list makes answers personal: Telegram would otherwise cache them for other users.
     await query.answer(results, button=button, cache_time=0 if state.access.restricted else 30, is_personal=True)
     if answer is not None:
-        await asyncio.to_thread(
+        await in_ledger(
+            state.feedback,
             state.feedback.question,
             answer_id=None,
             user_id=query.from_user.id,

@@ -1,8 +1,9 @@
 """Asking: /start, /help, /ask, plain-text questions, follow-ups, /docs and /source.
 
-Retrieval runs in a worker thread (`asyncio.to_thread`), so one slow question never holds up the
-other chats; the answer goes out as HTML split below Telegram's limit, with its buttons on the last
-piece. Buttons and inline mode live in `telegram_buttons`.
+Retrieval runs on the bot's retrieval pool (`BotState.retrieve`), so slow questions never hold up
+the event loop, nor commands that need no search; the answer goes out as HTML split below
+Telegram's limit, with its buttons on the last piece. Buttons and inline mode live in
+`telegram_buttons`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from embeddings.errors import BadQuestion
 
 from .answer import Answer
 from .session import Conversation, follow_up
+from .telegram_ledger import in_ledger
 from .telegram_render import answer_blocks, docs_blocks, paragraph_blocks, split_message
 from .telegram_state import Asked, bot_state, send_html, typing
 
@@ -94,12 +96,12 @@ async def docs(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     retriever = bot_state(context).retriever
     speeches = await asyncio.to_thread(lambda: retriever.speeches)
     counts = Counter(passage.speech_id for passage in retriever.passages)
-    rows = [(speech.title, speech.source, counts[speech_id]) for speech_id, speech in speeches.items()]
+    rows = [(s.title, s.source, counts[speech_id], s.aliases) for speech_id, s in speeches.items()]
     await reply(update, context, split_message(docs_blocks(rows)), escape=False)
 
 
 async def source(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Send the full paragraph of citation N of this chat's latest answer."""
+    """Send the full paragraph of citation N of the user's latest answer in this chat."""
     argument = context.args[0] if context.args else ""
     if not argument.isdigit():
         await reply(update, context, [USAGE_SOURCE])
@@ -130,19 +132,20 @@ async def answer_question(update: Update, context: ContextTypes.DEFAULT_TYPE, qu
     if len(question) > limit:
         await reply(update, context, [f"问题太长了（{len(question)} 字），请控制在 {limit} 字以内。"])
         return
-    conversation = Conversation(state.retriever, state.config.answer)
+    conversation = Conversation(state.current_retriever, state.config.answer)
     started = time.perf_counter()
     try:
         async with typing(context.bot, chat.id, thread_of(message)):
-            answer = await asyncio.to_thread(conversation.ask, question)
+            answer = await state.retrieve(conversation.ask, question)
     except BadQuestion:
         await reply(update, context, [NOT_SEARCHABLE])
         return
     latency_ms = (time.perf_counter() - started) * 1000
-    asked = state.remember(chat.id, question, conversation)
+    asked = state.remember(chat.id, user.id if user else None, question, conversation)
     await send_page(context.bot, asked, 0, answer, message)
     top = answer.citations[0].passage.citation if answer.citations else None
-    await asyncio.to_thread(
+    await in_ledger(
+        state.feedback,
         state.feedback.question,
         answer_id=asked.answer_id,
         user_id=user.id if user else None,
@@ -156,9 +159,9 @@ async def answer_question(update: Update, context: ContextTypes.DEFAULT_TYPE, qu
 
 
 async def more(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """The next page of the chat's latest answer, as a new message ("还有呢？")."""
-    message, chat = update.effective_message, update.effective_chat
-    asked = bot_state(context).latest_in(chat.id) if chat else None
+    """The next page of the user's latest answer in this chat, as a new message ("还有呢？")."""
+    message, chat, user = update.effective_message, update.effective_chat, update.effective_user
+    asked = bot_state(context).latest_of(chat.id, user.id if user else None) if chat else None
     if asked is None or message is None:
         await reply(update, context, ["请先提一个问题。"])
         return
@@ -173,8 +176,8 @@ async def more(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 async def show_source(update: Update, context: ContextTypes.DEFAULT_TYPE, number: int) -> None:
-    chat = update.effective_chat
-    asked = bot_state(context).latest_in(chat.id) if chat else None
+    chat, user = update.effective_chat, update.effective_user
+    asked = bot_state(context).latest_of(chat.id, user.id if user else None) if chat else None
     view = await asyncio.to_thread(asked.conversation.open, number) if asked else None
     if view is None:
         await reply(update, context, [f"没有第 {number} 条出处。请先提问，再用 /source N 查看（N 是出处编号）。"])
@@ -247,11 +250,27 @@ def decode_payload(payload: str) -> str | None:
         return None
 
 
-async def reply(update: Update, context: ContextTypes.DEFAULT_TYPE, chunks: list[str], escape: bool = True) -> None:
-    """Answer the update's message; plain Chinese strings are escaped here, rendered HTML is not."""
+async def reply(
+    update: Update,
+    context: ContextTypes.DEFAULT_TYPE,
+    chunks: list[str],
+    escape: bool = True,
+    answers: bool = True,
+) -> None:
+    """Answer the update's message; plain Chinese strings are escaped here, rendered HTML is not.
+
+    `answers=False` for a progress note: the update counts as answered only at its final reply.
+    """
     message = update.effective_message
     if message is None:
         return
     if escape:
         chunks = [split for chunk in chunks for split in split_message([[(chunk, ())]])]
-    await send_html(context.bot, message.chat.id, chunks, reply_to=message.message_id, thread_id=thread_of(message))
+    await send_html(
+        context.bot,
+        message.chat.id,
+        chunks,
+        reply_to=message.message_id,
+        thread_id=thread_of(message),
+        answers=answers,
+    )

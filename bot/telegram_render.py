@@ -23,7 +23,7 @@ Block = list[Run]
 
 _CUTS = ("\n", "。！？!?；;…", "，、,：: ")  # preferred cut points, best first
 _CLOSERS = "”’」』）)》"
-_SEPARATOR: Run = ("\n\n", ())
+ELLIPSIS = "…"
 
 
 def utf16_len(text: str) -> int:
@@ -170,6 +170,8 @@ def citation_block(citation: Citation, number: int) -> Block:
 def paragraph_blocks(view: ParagraphView) -> list[Block]:
     """A cited paragraph in full, with its neighbours for context."""
     blocks: list[Block] = [[styled(f"[{view.number}]", "b"), styled(f" {view.citation}", "i")]]
+    if view.note:
+        blocks.append([styled(view.note, "i")])
     if view.before:
         blocks.append([styled(f"（上一段）{view.before}", "i")])
     blocks.append([styled(view.text, "blockquote")])
@@ -178,15 +180,55 @@ def paragraph_blocks(view: ParagraphView) -> list[Block]:
     return blocks
 
 
-def passage_message(citation: Citation) -> str:
-    """What an inline result posts into a chat: the whole passage and where it is from."""
-    return to_html([styled(citation.passage.citation, "b"), plain("\n"), styled(citation.passage.text, "blockquote")])
+def passage_message(citation: Citation, limit: int = MESSAGE_LIMIT) -> str:
+    """What an inline result posts into a chat: the passage and where it is from, in one message.
+
+    An inline result cannot be split, and one over the limit makes Telegram refuse the whole
+    answer, so a long passage is cut short (`clip`).
+    """
+    block = [styled(citation.passage.citation, "b"), plain("\n"), styled(citation.passage.text, "blockquote")]
+    return clip(block, limit)
 
 
-def docs_blocks(speeches: Sequence[tuple[str, str, int]]) -> list[Block]:
-    """(title, source file, passage count) per speech."""
-    total = sum(count for _, _, count in speeches)
+def clip(block: Block, limit: int = MESSAGE_LIMIT) -> str:
+    """The block as one message of at most `limit` units; when longer, cut at a sentence end and marked with …."""
+    whole = to_html(block)
+    if utf16_len(whole) <= limit:
+        return whole
+    text = "".join(t for t, _ in block)
+
+    def ending_at(end: int) -> str:
+        head = _slice(block, 0, end)
+        return to_html([*head, (ELLIPSIS, head[-1][1] if head else ())])  # inside the last run's tags
+
+    # The longest head that fits: its HTML only grows with it, and the … adds one unit to any head.
+    low, high = 0, len(text)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if utf16_len(ending_at(middle)) <= limit:
+            low = middle
+        else:
+            high = middle - 1
+    end = _cut(text, 0, low)
+    while end > 0 and text[end - 1].isspace():
+        end -= 1
+    return ending_at(end)
+
+
+def docs_blocks(speeches: Sequence[tuple[str, str, int, Sequence[str]]]) -> list[Block]:
+    """(title, source file, passage count, other file names with the same text) per speech."""
+    total = sum(count for _, _, count, _ in speeches)
     blocks: list[Block] = [[styled(f"收录的讲话（{len(speeches)} 篇，共 {total} 段）：", "b")]]
-    for number, (title, source, count) in enumerate(speeches, 1):
-        blocks.append([plain(f"{number}. 《{title}》 · {count} 段\n"), styled(source, "code")])
+    for number, (title, source, count, aliases) in enumerate(speeches, 1):
+        block = [plain(f"{number}. 《{title}》 · {count} 段\n"), styled(source, "code")]
+        if aliases:  # indexed once, so without this the duplicates' names would appear nowhere
+            block += [plain("（另存为："), *_joined([styled(alias, "code") for alias in aliases], "、"), plain("）")]
+        blocks.append(block)
     return blocks
+
+
+def _joined(runs: list[Run], separator: str) -> Block:
+    out: Block = []
+    for index, run in enumerate(runs):
+        out += [plain(separator), run] if index else [run]
+    return out

@@ -1,18 +1,26 @@
 """What the bot keeps between updates, and the one way it sends replies.
 
 Buttons carry only a short answer id (Telegram allows 64 bytes of callback data); the question's
-results live here, in bounded LRU maps, so old buttons expire instead of memory growing.
+results live here, in bounded LRU maps, so old buttons expire instead of memory growing. A kept
+answer refers to the index only through `BotState.current_retriever`, so an index replaced by
+/reindex or an upload is freed instead of being held by the answers made with it.
+
+Retrieval runs on its own bounded pool (`BotState.retrieve`), apart from the SQLite log's thread,
+so slow questions never hold up /help, the journal or the access gate.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import os
 import secrets
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import cast
+from typing import ParamSpec, TypeVar, cast
 
 import httpx
 from telegram import Bot, InlineKeyboardMarkup, Message, ReplyParameters
@@ -27,19 +35,42 @@ from .config import Config
 from .feedback import FeedbackLog
 from .session import Conversation
 from .telegram_access import Access, Lru, RateLimiter
-from .telegram_ledger import settle
+from .telegram_ledger import settle, undelivered
 
 logger = logging.getLogger(__name__)
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
 STATE_KEY = "speechqa"
-# Five tries with doubling pauses (0.25 s … 2 s) ride out ~4 s of a flaky link before a reply is given up.
-SEND_ATTEMPTS = 5
 TYPING_EVERY = 4.5  # Telegram shows "typing…" for at most 5 seconds per action
 TYPING_AFTER = 0.3  # a faster answer needs no indicator, and skipping it halves the requests per answer
+RETRIEVAL_WORKERS = os.cpu_count() or 2  # searches are CPU-bound: more threads than cores only queue inside
 
 
-def backoff(attempt: int) -> float:
-    return 0.25 * 2 ** (attempt - 1)
+@dataclass(frozen=True)
+class Backoff:
+    """Pauses between tries of a request that failed on its way to Telegram: doubling, capped, within a total."""
+
+    first: float = 0.25
+    cap: float = 8.0
+    total: float = 60.0
+
+    def pauses(self) -> Iterator[float]:
+        pause, spent = self.first, 0.0
+        while spent + pause <= self.total:
+            yield pause
+            spent += pause
+            pause = min(pause * 2, self.cap)
+
+
+# Twelve tries over about a minute ride out a Telegram outage of that long; a reply that still does
+# not get through is left in the journal and tried again later (telegram_ledger.requeue).
+SEND_BACKOFF = Backoff()
+
+
+class Undelivered(NetworkError):
+    """Telegram could not be reached for a reply within `SEND_BACKOFF`; the update stays unanswered."""
 
 
 @dataclass
@@ -77,19 +108,30 @@ class BotState:
     access: Access
     questions: RateLimiter
     inline: RateLimiter
+    retrieval: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(RETRIEVAL_WORKERS, thread_name_prefix="speechqa-retrieval")
+    )
     answers: Lru[str, Asked] = field(default_factory=lambda: Lru(4096))
-    latest: Lru[int, str] = field(default_factory=lambda: Lru(4096))  # chat id → its latest answer id
-    seen_updates: Lru[int, bool] = field(default_factory=lambda: Lru(10_000))
+    # (chat id, user id) → that user's latest answer there: in a group, /source N means *your* last answer
+    latest: Lru[tuple[int, int | None], str] = field(default_factory=lambda: Lru(4096))
     rebuilding: asyncio.Lock = field(default_factory=asyncio.Lock)
 
-    def remember(self, chat_id: int, question: str, conversation: Conversation) -> Asked:
+    def current_retriever(self) -> Retriever:
+        return self.retriever
+
+    async def retrieve(self, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run a search on the retrieval pool."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.retrieval, functools.partial(call, *args, **kwargs))
+
+    def remember(self, chat_id: int, user_id: int | None, question: str, conversation: Conversation) -> Asked:
         asked = Asked(secrets.token_urlsafe(6), chat_id, question, conversation)
         self.answers.put(asked.answer_id, asked)
-        self.latest.put(chat_id, asked.answer_id)
+        self.latest.put((chat_id, user_id), asked.answer_id)
         return asked
 
-    def latest_in(self, chat_id: int) -> Asked | None:
-        answer_id = self.latest.get(chat_id)
+    def latest_of(self, chat_id: int, user_id: int | None) -> Asked | None:
+        answer_id = self.latest.get((chat_id, user_id))
         return None if answer_id is None else self.answers.get(answer_id)
 
 
@@ -105,45 +147,69 @@ async def send_html(
     reply_to: int | None = None,
     keyboard: InlineKeyboardMarkup | None = None,
     thread_id: int | None = None,
+    answers: bool = True,
 ) -> list[Message]:
     """Send the chunks in order: the first quotes the question, the last carries the buttons.
 
     Flood limits (429) are waited out by the application's rate limiter. A request that failed
     before Telegram had all of it (refused or dropped connection, 5xx, connect or pool timeout) is
-    tried again. A *read* timeout is not: the request was fully sent, so Telegram has almost
-    certainly executed it and is only slow to say so; sending again would post the answer twice,
-    so the chunk counts as sent (and is logged). Refusals (400, 403) are final. Once sent, the
-    update being handled is marked answered in the ledger, so a restart does not answer it again.
+    tried again, with the pauses of `SEND_BACKOFF`. A *read* timeout is not: the request was fully
+    sent, so Telegram has almost certainly executed it and is only slow to say so; sending again
+    would post the answer twice, so the chunk counts as sent (and is logged). Refusals (400, 403)
+    are final. Once sent, the update being handled is marked answered in the ledger, so a restart
+    does not answer it again; `answers=False` sends a progress note that leaves it unanswered.
+
+    When nothing got through within the backoff, raises `Undelivered` and leaves the update
+    unanswered in the ledger, to be tried again when Telegram is back.
     """
     sent: list[Message] = []
     for index, chunk in enumerate(chunks):
         quote = ReplyParameters(reply_to, allow_sending_without_reply=True) if reply_to and index == 0 else None
         markup = keyboard if index == len(chunks) - 1 else None
-        for attempt in range(1, SEND_ATTEMPTS + 1):
-            try:
-                sent.append(
-                    await bot.send_message(
-                        chat_id,
-                        chunk,
-                        parse_mode=ParseMode.HTML,
-                        reply_parameters=quote,
-                        reply_markup=markup,
-                        message_thread_id=thread_id,
-                    )
-                )
-                break
-            except (BadRequest, Forbidden, RetryAfter):
-                raise
-            except NetworkError as error:
-                if was_delivered(error):
-                    logger.warning("no response from Telegram for a message to chat %s; assuming it arrived", chat_id)
-                    break
-                if attempt == SEND_ATTEMPTS:
-                    raise
-                logger.warning("sending to chat %s failed (%s); trying again", chat_id, error)
-                await asyncio.sleep(backoff(attempt))
-    await settle()
+        message = await _persist(
+            f"sending to chat {chat_id}",
+            functools.partial(
+                bot.send_message,
+                chat_id,
+                chunk,
+                parse_mode=ParseMode.HTML,
+                reply_parameters=quote,
+                reply_markup=markup,
+                message_thread_id=thread_id,
+            ),
+            give_up=index == 0,  # once part of a reply is out, sending it all again later would repeat that part
+        )
+        if message is not None:
+            sent.append(message)
+    if answers:
+        await settle()
     return sent
+
+
+async def _persist(what: str, request: Callable[[], Awaitable[T]], give_up: bool = True) -> T | None:
+    """`request()`, tried again after failures on the way to Telegram; None when it timed out after arriving.
+
+    When the backoff runs out, `give_up` leaves the update unanswered in the ledger (`Undelivered`);
+    otherwise the failure is raised as it came.
+    """
+    pauses = SEND_BACKOFF.pauses()
+    while True:
+        try:
+            return await request()
+        except (BadRequest, Forbidden, RetryAfter):
+            raise
+        except NetworkError as error:
+            if was_delivered(error):
+                logger.warning("no response from Telegram (%s); assuming the request arrived", what)
+                return None
+            pause = next(pauses, None)
+            if pause is None:
+                if give_up:
+                    undelivered()
+                    raise Undelivered(f"{what}: Telegram unreachable ({error.message})") from error
+                raise
+            logger.warning("%s failed (%s); trying again in %.2g s", what, error.message, pause)
+            await asyncio.sleep(pause)
 
 
 def was_delivered(error: NetworkError) -> bool:
@@ -152,24 +218,24 @@ def was_delivered(error: NetworkError) -> bool:
 
 
 async def edit_html(bot: Bot, message: Message, text: str, keyboard: InlineKeyboardMarkup | None) -> None:
-    """Replace a message's text in place; editing to what it already says is not an error."""
-    for attempt in range(1, SEND_ATTEMPTS + 1):
-        try:
-            await bot.edit_message_text(
-                text, message.chat.id, message.message_id, parse_mode=ParseMode.HTML, reply_markup=keyboard
-            )
-            return
-        except BadRequest as error:
-            if "not modified" in error.message.lower():
-                return
+    """Replace a message's text in place; editing to what it already says is not an error.
+
+    Failures on the way to Telegram are tried again as in `send_html`, and raise `Undelivered`
+    when the backoff runs out.
+    """
+    request = functools.partial(
+        bot.edit_message_text,
+        text,
+        message.chat.id,
+        message.message_id,
+        parse_mode=ParseMode.HTML,
+        reply_markup=keyboard,
+    )
+    try:
+        await _persist(f"editing in chat {message.chat.id}", request)
+    except BadRequest as error:
+        if "not modified" not in error.message.lower():
             raise
-        except (Forbidden, RetryAfter):
-            raise
-        except NetworkError as error:  # an edit is idempotent, so trying again is always safe
-            if attempt == SEND_ATTEMPTS:
-                raise
-            logger.warning("editing in chat %s failed (%s); trying again", message.chat.id, error)
-            await asyncio.sleep(backoff(attempt))
 
 
 @contextlib.asynccontextmanager

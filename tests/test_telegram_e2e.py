@@ -7,22 +7,32 @@ Each test plays users through `tests.fakebotapi`; the fake itself rejects (and l
 from __future__ import annotations
 
 import asyncio
+import functools
+import gc
 import json
 import logging
+import re
+import shutil
 import sqlite3
+import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bot import telegram_admin
 from bot.config import Config, TelegramSettings
-from bot.session import Conversation
+from bot.session import CHANGED_SINCE, POOL, Conversation
 from bot.telegram_access import protect_handlers
+from bot.telegram_admin import SAVE_FAILED
 from bot.telegram_handlers import decode_payload, encode_payload
-from bot.telegram_state import TYPING_AFTER
-from tests.fakebotapi import FakeBotApi, drive, everything_said, utf16_len
+from bot.telegram_state import STATE_KEY, TYPING_AFTER
+from embeddings.retrieve import Retriever
+from tests.conftest import LEAD_GOOSE, UNION
+from tests.fakebotapi import FakeBotApi, Sent, drive, everything_said, utf16_len
 
 TOKEN = "123456:TEST-TOKEN-abcdef"
 ALICE, BOB = 1001, 1002
@@ -33,7 +43,7 @@ GROUP = {"id": -1001234, "type": "supergroup", "title": "工会学习群"}
 @pytest.fixture
 def api(caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]) -> Iterator[FakeBotApi]:
     caplog.set_level(logging.DEBUG)  # PTB and httpx put request URLs (with the token) in debug lines
-    protect_handlers(TOKEN, [caplog.handler])  # as run_bot does for its log handlers
+    protect_handlers(TOKEN, [caplog.handler])  # as `speechqa bot` does for its log handlers
     fake = FakeBotApi(TOKEN).start()
     yield fake
     fake.stop()
@@ -56,6 +66,17 @@ def rows(config: Config, table: str) -> list[sqlite3.Row]:
     with sqlite3.connect(config.telegram.feedback_db) as db:
         db.row_factory = sqlite3.Row
         return db.execute(f"SELECT * FROM {table}").fetchall()
+
+
+def answered(config: Config, update_id: int) -> bool:
+    return any(r["update_id"] == update_id and r["answered_at"] is not None for r in rows(config, "updates"))
+
+
+def first_citation(answer: Sent) -> str:
+    """`《标题》 … · 第N段` of source [1] in an answer."""
+    match = re.search(r"\[1\] (《.+?· 第\d+段)", answer.text)
+    assert match, answer.text
+    return match.group(1)
 
 
 def test_start_help_menu_and_deep_link(api: FakeBotApi, config: Callable[..., Config]) -> None:
@@ -108,7 +129,12 @@ def test_cited_answer_to_a_dev_question_with_typing_first(
     assert [(r["user_id"], r["question"], r["found"], r["via"]) for r in logged] == [(ALICE, SPRING, 1, "text")]
 
 
-def test_a_fast_answer_goes_out_without_a_typing_indicator(api: FakeBotApi, config: Callable[..., Config]) -> None:
+def test_a_fast_answer_goes_out_without_a_typing_indicator(
+    api: FakeBotApi, config: Callable[..., Config], monkeypatch: pytest.MonkeyPatch, shipped_retriever: Retriever
+) -> None:
+    ready = shipped_retriever.search(SPRING, top_k=POOL)
+    monkeypatch.setattr(Retriever, "search", lambda self, question, top_k=5: ready)  # instant, on any machine
+
     async def scenario(app: Any) -> None:
         assert "一吹就是20年" in (await api.reply_for(api.send_text(ALICE, SPRING))).text
         await asyncio.sleep(TYPING_AFTER + 0.1)  # a late indicator would land now, under the answer
@@ -177,7 +203,9 @@ def test_paging_buttons_edit_in_place_and_feedback(api: FakeBotApi, config: Call
     assert [(v["user_id"], v["vote"], v["question"]) for v in votes] == [(ALICE, -1, "工匠日是怎么设立的？")]
 
 
-def test_source_and_follow_ups_in_words(api: FakeBotApi, config: Callable[..., Config]) -> None:
+def test_source_and_follow_ups_in_words(api: FakeBotApi, config: Callable[..., Config], corpus_dir: Path) -> None:
+    shutil.copy(corpus_dir / UNION, corpus_dir / "工会讲话-副本.txt")  # the same speech under another name
+
     async def scenario(app: Any) -> None:
         await api.reply_for(api.send_text(ALICE, SPRING))
         source = await api.reply_for(api.send_text(ALICE, "/source 1"))
@@ -191,7 +219,8 @@ def test_source_and_follow_ups_in_words(api: FakeBotApi, config: Callable[..., C
         usage = await api.reply_for(api.send_text(ALICE, "/source"))
         assert usage.text.startswith("用法：/source N")
         docs = await api.reply_for(api.send_text(ALICE, "/docs"))
-        assert "收录的讲话（2 篇" in docs.text and "union-building-campaign-speech.txt" in docs.text
+        assert "收录的讲话（2 篇" in docs.text  # indexed once…
+        assert f"{UNION}（另存为：工会讲话-副本.txt）" in docs.text  # …and both names shown
 
     drive(api, config(), scenario)
 
@@ -255,8 +284,10 @@ def test_denied_user_gets_nothing_and_leaves_no_text(api: FakeBotApi, config: Ca
     assert "秘密" not in dump
 
 
-def test_admin_upload_becomes_searchable(api: FakeBotApi, config: Callable[..., Config]) -> None:
+def test_admin_upload_becomes_searchable(api: FakeBotApi, config: Callable[..., Config], tmp_path: Path) -> None:
     speech = "蓝海湾论坛上的讲话\n\n同志们，蓝海湾计划的核心是建设三座珊瑚研究站，共投入九千万元。\n\n谢谢大家。\n"
+    gbk = "红树林保护会议上的讲话\n\n同志们，红树林计划今年种植六百亩幼苗，由渔港工会组织志愿者。\n"
+    long_name = "关于" + "蓝海湾" * 29 + "的讲话.txt"  # 90 characters + .txt: 274 bytes, over any file system's 255
 
     async def scenario(app: Any) -> None:
         before = await api.reply_for(api.send_text(ALICE, "蓝海湾计划建设几座珊瑚研究站？"))
@@ -269,21 +300,161 @@ def test_admin_upload_becomes_searchable(api: FakeBotApi, config: Callable[..., 
         assert "文件太大" in (await api.until(lambda: api.reply_to(big))).text
         junk = api.send_document(ALICE, "junk.txt", b"\x00\x01\x02binary")
         assert "无法读取" in (await api.until(lambda: api.reply_to(junk))).text
-        upload = api.send_document(ALICE, "蓝海湾论坛讲话.txt", speech.encode())
+        big5 = api.send_document(ALICE, "big5.txt", "總工會召開會議，討論工匠精神與勞模精神的傳承。".encode("big5") * 3)
+        assert "无法读取" in (await api.until(lambda: api.reply_to(big5))).text  # would be mojibake as GBK
+        upload = api.send_document(ALICE, long_name, speech.encode())
         done = await api.reply_for(upload, number=2)
         assert "《蓝海湾论坛上的讲话》已加入，现在可以检索了" in done.text
         after = await api.reply_for(api.send_text(ALICE, "蓝海湾计划建设几座珊瑚研究站？"))
         assert "三座珊瑚研究站" in after.text and "《蓝海湾论坛上的讲话》" in after.text
+        gbk_upload = api.send_document(ALICE, "红树林.txt", gbk.encode("gbk"))  # a common encoding, read as such
+        assert "现在可以检索了" in (await api.reply_for(gbk_upload, number=2)).text
+        mangroves = await api.reply_for(api.send_text(ALICE, "红树林计划今年种植多少亩？"))
+        assert "种植六百亩幼苗" in mangroves.text
         refused = await api.reply_for(api.send_text(BOB, "/reindex"))
         assert "只有管理员" in refused.text
         reindex = api.send_text(ALICE, "/reindex")
         rebuilt = await api.reply_for(reindex, number=2)
         assert rebuilt.text.startswith("索引已重建")
+        corpus = cfg.corpus_path
+        corpus.rename(tmp_path / "corpus-away")  # the corpus folder cannot be written: it is a file now
+        corpus.write_text("not a folder", "utf-8")
+        unsaved = api.send_document(ALICE, "海港.txt", speech.replace("蓝海湾", "海港").encode())
+        assert (await api.reply_for(unsaved, number=2)).text == SAVE_FAILED
+        corpus.unlink()
+        (tmp_path / "corpus-away").rename(corpus)
+        assert "三座珊瑚研究站" in (await api.reply_for(api.send_text(BOB, "蓝海湾计划建设几座珊瑚研究站？"))).text
 
     cfg = config(admin_ids=(ALICE,), max_upload_bytes=1000)
     drive(api, cfg, scenario, timeout=5.0)
-    assert (cfg.corpus_path / "蓝海湾论坛讲话.txt").read_text("utf-8") == speech
-    assert not (cfg.corpus_path / "junk.txt").exists() and not (cfg.corpus_path / "bob.txt").exists()
+    saved = [path for path in cfg.corpus_path.iterdir() if "蓝海湾" in path.name]
+    assert len(saved) == 1 and saved[0].read_text("utf-8") == speech
+    assert len(saved[0].name.encode()) <= telegram_admin.MAX_NAME_BYTES and saved[0].name.startswith("关于蓝海湾")
+    assert (cfg.corpus_path / "红树林.txt").read_bytes() == gbk.encode("gbk")
+    assert not {"junk.txt", "bob.txt", "big5.txt", "海港.txt"} & {path.name for path in cfg.corpus_path.iterdir()}
+
+
+def test_uploads_and_reindexing_count_as_answered_only_when_done(
+    api: FakeBotApi, config: Callable[..., Config], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restart while the index is being built must handle the update again: its news is not out yet."""
+    speech = "蓝海湾论坛上的讲话\n\n同志们，蓝海湾计划的核心是建设三座珊瑚研究站。\n"
+    indexing, proceed = threading.Event(), threading.Event()
+    reopen = telegram_admin.reopen
+
+    def slow_reopen(config: Config) -> Retriever:
+        indexing.set()
+        assert proceed.wait(30)
+        return reopen(config)
+
+    monkeypatch.setattr(telegram_admin, "reopen", slow_reopen)
+    cfg = config(admin_ids=(ALICE,))
+
+    async def scenario(app: Any) -> None:
+        for action in ("upload", "/reindex"):
+            indexing.clear()
+            proceed.clear()
+            sent = api.send_document(ALICE, "蓝海湾.txt", speech.encode()) if action == "upload" else None
+            asked = sent or api.send_text(ALICE, "/reindex")
+            update_id = max(api.enqueued_at)
+            progress = await api.reply_for(asked)
+            assert progress.text.endswith("……")  # 正在加入索引…… / 正在重建索引……
+            await api.until(indexing.is_set)
+            assert not answered(cfg, update_id)
+            proceed.set()
+            done = await api.reply_for(asked, number=2)
+            assert "现在可以检索了" in done.text or done.text.startswith("索引已重建")
+            await api.until(functools.partial(answered, cfg, update_id))
+        saved = cfg.corpus_path / "蓝海湾.txt"
+        written = saved.stat().st_mtime_ns
+        again = api.send_document(ALICE, "蓝海湾.txt", speech.encode())  # as a replayed upload finds it
+        assert "现在可以检索了" in (await api.reply_for(again, number=2)).text
+        assert saved.stat().st_mtime_ns == written  # the same bytes are not written again
+
+    try:
+        drive(api, cfg, scenario, timeout=5.0)
+    finally:
+        proceed.set()
+
+
+def test_in_a_group_source_means_your_own_last_answer(api: FakeBotApi, config: Callable[..., Config]) -> None:
+    async def scenario(app: Any) -> None:
+        alice = await api.reply_for(api.send_text(ALICE, f"/ask@SpeechQABot {SPRING}", chat=GROUP))
+        bob = await api.reply_for(api.send_text(BOB, "/ask@SpeechQABot 工匠日是怎么设立的？", chat=GROUP))
+        assert first_citation(alice) != first_citation(bob)
+        alice_source = await api.reply_for(api.send_text(ALICE, "/source@SpeechQABot 1", chat=GROUP))
+        bob_source = await api.reply_for(api.send_text(BOB, "/source@SpeechQABot 1", chat=GROUP))
+        assert first_citation(alice) in alice_source.text and first_citation(bob) in bob_source.text
+        carol = await api.reply_for(api.send_text(1003, "/source@SpeechQABot 1", chat=GROUP))
+        assert "没有第 1 条出处" in carol.text  # someone else's answer is not yours
+        alice_more = await api.reply_for(api.send_text(ALICE, "还有呢？", chat=GROUP, reply_to=alice))
+        private = await api.reply_for(api.send_text(ALICE, "/source 1"))
+        assert alice_more.text.startswith("第 6–10 条结果") and "没有第 1 条出处" in private.text
+
+    drive(api, config(), scenario)
+
+
+def test_reindex_frees_the_old_index_and_old_answers_still_work(
+    api: FakeBotApi, config: Callable[..., Config], corpus_dir: Path
+) -> None:
+    async def scenario(app: Any) -> None:
+        answer = await api.reply_for(api.send_text(ALICE, SPRING))
+        cited = first_citation(answer)
+        old = weakref.ref(app.bot_data[STATE_KEY].retriever)
+        assert (await api.reply_for(api.send_text(ALICE, "/reindex"), number=2)).text.startswith("索引已重建")
+        gc.collect()
+        assert old() is None  # the cached answer does not keep the replaced index in memory
+        full = next(b["callback_data"] for b in answer.buttons() if b["text"] == "全文[1]")
+        api.press(answer, full, ALICE)
+        paragraph = await api.until(lambda: api.reply_to({"chat": {"id": ALICE}, "message_id": answer.message_id}))
+        assert "一吹就是20年" in paragraph.text and "（上一段）" in paragraph.text
+        page = next(b["callback_data"] for b in answer.buttons() if b["text"] == "更多结果 »")
+        api.press(answer, page, ALICE)
+        await api.until(lambda: answer.edits == 1)
+        assert answer.text.startswith("第 6–10 条结果")
+        # The cited speech is edited (a paragraph added at the top moves every passage) and reindexed.
+        path = corpus_dir / LEAD_GOOSE
+        title, _, body = path.read_text("utf-8").partition("\n\n")
+        path.write_text(f"{title}\n\n开场白：同志们好。\n\n{body}", "utf-8")
+        assert (await api.reply_for(api.send_text(ALICE, "/reindex"), number=2)).text.startswith("索引已重建")
+        source = await api.reply_for(api.send_text(ALICE, "/source 1"))
+        assert CHANGED_SINCE in source.text and "一吹就是20年" in source.text and "（上一段）" not in source.text
+        assert source.text.startswith(f"[1] {cited}")
+
+    drive(api, config(admin_ids=(ALICE,)), scenario, timeout=5.0)
+
+
+def test_slow_questions_do_not_hold_up_help(
+    api: FakeBotApi, config: Callable[..., Config], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = threading.Event()
+    search = Retriever.search
+
+    def stuck(self: Retriever, question: str, top_k: int = 5) -> Any:
+        assert release.wait(30)
+        return search(self, question, top_k)
+
+    monkeypatch.setattr(Retriever, "search", stuck)
+    askers = [2001 + n for n in range(8)]
+    questions: list[dict[str, Any]] = []
+
+    async def scenario(app: Any) -> None:
+        questions.extend(api.send_text(user, SPRING) for user in askers)
+        # Every question is past the gate and waiting for retrieval: each chat shows "typing…".
+        await api.until(lambda: {chat for chat, _, _ in api.chat_actions} >= set(askers))
+        help_text = await api.reply_for(api.send_text(ALICE, "/help"))
+        assert "/source N" in help_text.text
+        assert not any(api.replies_to(question) for question in questions)  # still stuck
+        release.set()
+        for question in questions:
+            await api.reply_for(question)
+
+    try:
+        drive(api, config(), scenario)
+    finally:
+        release.set()
+    assert [len(api.replies_to(question)) for question in questions] == [1] * len(askers)
+    assert all("一吹就是20年" in api.replies_to(question)[0].text for question in questions)
 
 
 def test_per_user_rate_limit_replies_politely(api: FakeBotApi, config: Callable[..., Config]) -> None:

@@ -9,6 +9,7 @@ import asyncio
 import logging
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -19,16 +20,19 @@ from typing import Any
 import pytest
 from telegram import Update
 
+from bot import telegram_ledger, telegram_state
 from bot.config import Config, TelegramSettings
+from bot.feedback import FeedbackLog
 from bot.session import Conversation
 from bot.telegram import SORRY
 from bot.telegram_access import protect_handlers
 from bot.telegram_admin import REINDEX_FAILED, UPLOAD_FAILED
-from tests.conftest import REPO
+from bot.telegram_state import Backoff
+from tests.conftest import REPO, write_config_file
 from tests.fakebotapi import FakeBotApi, drive, everything_said
 
 TOKEN = "123456:TEST-TOKEN-abcdef"
-ALICE, CAROL = 1001, 1003
+ALICE, BOB, CAROL = 1001, 1002, 1003
 SPRING = "“春风行动”坚持了多少年？"
 
 
@@ -54,6 +58,13 @@ def statuses(api: FakeBotApi, method: str) -> list[int]:
     return [status for name, _, status in api.calls if name == method]
 
 
+def ledger(config: Config) -> list[tuple[int, bool]]:
+    """(update id, answered) of every journaled question."""
+    with sqlite3.connect(config.telegram.feedback_db) as db:
+        found = db.execute("SELECT update_id, answered_at FROM updates WHERE at > 0 ORDER BY update_id").fetchall()
+    return [(update_id, answered_at is not None) for update_id, answered_at in found]
+
+
 def test_429_retry_after_is_waited_out_and_answered_once(api: FakeBotApi, config: Config) -> None:
     async def scenario(app: Any) -> None:
         api.rate_limit("sendMessage", retry_after=1)
@@ -76,7 +87,12 @@ def test_a_user_who_blocked_the_bot_does_not_stop_it(
         blocked = api.send_text(CAROL, SPRING)
         await api.until(lambda: 403 in statuses(api, "sendMessage"))
         assert not api.replies_to(blocked)
-        assert "一吹就是20年" in (await api.reply_for(api.send_text(ALICE, SPRING))).text
+        answer = await api.reply_for(api.send_text(ALICE, SPRING))
+        assert "一吹就是20年" in answer.text
+        api.blocked.add(ALICE)  # blocked right after pressing a button: the page cannot be edited
+        api.press(answer, next(b["callback_data"] for b in answer.buttons() if b["text"] == "更多结果 »"), ALICE)
+        await api.until(lambda: 403 in statuses(api, "editMessageText"))
+        assert "工匠" in (await api.reply_for(api.send_text(BOB, "工匠日是怎么设立的？"))).text
 
     drive(api, config, scenario)
     assert "Forbidden: bot was blocked by the user" in caplog.text
@@ -202,33 +218,116 @@ def test_an_update_delivered_twice_is_answered_once(api: FakeBotApi, config: Con
 
     async def scenario(app: Any) -> None:
         update = Update.de_json({"update_id": 90_000, "message": message}, app.bot)
-        await app.process_update(update)
-        await app.process_update(update)
+        await app.update_queue.put(update)  # two copies in hand at once, as after a poll that timed out
+        await app.update_queue.put(update)
         await api.reply_for(message)
+        await app.update_queue.put(update)  # and one more after it was answered
+        await app.update_queue.join()
 
     drive(api, config, scenario)
     assert len(api.replies_to(message)) == 1
 
 
+def test_an_outage_longer_than_a_few_tries_is_ridden_out(
+    api: FakeBotApi, config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ten 502s in a row: more than the five tries that used to lose the question for good."""
+    monkeypatch.setattr(telegram_state, "SEND_BACKOFF", Backoff(first=0.01, cap=0.02, total=1.0))
+
+    async def scenario(app: Any) -> None:
+        api.fail("sendMessage", 502, "Bad Gateway", times=10)
+        question = api.send_text(ALICE, SPRING)
+        assert "一吹就是20年" in (await api.reply_for(question)).text
+        await app.update_queue.join()
+
+    drive(api, config, scenario)
+    assert statuses(api, "sendMessage") == [502] * 10 + [200]
+    assert ledger(config) == [(max(api.enqueued_at), True)]
+
+
+def quick_give_up_and_requeue(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A send gives up after a few hundredths of a second, and the journal is looked at again at once."""
+    monkeypatch.setattr(telegram_state, "SEND_BACKOFF", Backoff(first=0.01, cap=0.01, total=0.05))
+    monkeypatch.setattr(telegram_ledger, "REQUEUE_EVERY", 0.05)
+    monkeypatch.setattr(telegram_ledger, "REQUEUE_AFTER", 0.0)
+
+
+def test_a_reply_that_cannot_get_through_waits_in_the_journal_until_telegram_is_back(
+    api: FakeBotApi, config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each try gives up after 6 requests; 20 failures take four: the running bot tries again by itself."""
+    quick_give_up_and_requeue(monkeypatch)
+    looks = []
+    stalled = FeedbackLog.stalled
+
+    def counted(self: FeedbackLog, older_than: float) -> list[dict[str, Any]]:
+        looks.append(older_than)
+        return stalled(self, older_than)
+
+    monkeypatch.setattr(FeedbackLog, "stalled", counted)
+
+    async def scenario(app: Any) -> None:
+        api.fail("sendMessage", 502, "Bad Gateway", times=20)
+        question = api.send_text(ALICE, SPRING)
+        await api.until(lambda: statuses(api, "sendMessage").count(502) >= 7)  # past the first try's six
+        assert ledger(config) == [(max(api.enqueued_at), False)]  # given up once, not marked answered
+        reply = await api.reply_for(question)
+        assert "一吹就是20年" in reply.text
+        seen = len(looks)
+        await api.until(lambda: len(looks) >= seen + 3)  # the journal was looked at again: no second answer
+        assert len(api.replies_to(question)) == 1
+
+    drive(api, config, scenario)
+    assert statuses(api, "sendMessage") == [502] * 20 + [200]  # nothing else was sent, no apology
+    assert ledger(config) == [(max(api.enqueued_at), True)]
+
+
+def test_a_button_press_tried_again_after_an_outage_still_opens_the_paragraph(
+    api: FakeBotApi, config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """By then Telegram calls the press too old to acknowledge; the paragraph is what the user wants."""
+    quick_give_up_and_requeue(monkeypatch)
+
+    async def scenario(app: Any) -> None:
+        answer = await api.reply_for(api.send_text(ALICE, SPRING))
+        await app.update_queue.join()
+        api.fail("sendMessage", 502, "Bad Gateway", times=6)  # the first try's every request
+        api.press(answer, next(b["callback_data"] for b in answer.buttons() if b["text"] == "全文[1]"), ALICE)
+        paragraph = await api.until(lambda: api.reply_to({"chat": {"id": ALICE}, "message_id": answer.message_id}))
+        assert "一吹就是20年" in paragraph.text and "（上一段）" in paragraph.text
+        await app.update_queue.join()
+
+    drive(api, config, scenario)
+    assert 400 in statuses(api, "answerCallbackQuery")  # the second acknowledgement came too late
+    assert len(api.replies_to({"chat": {"id": ALICE}, "message_id": api.sent[0].message_id})) == 1
+    assert all(answered for _, answered in ledger(config))
+
+
+def test_a_reply_still_undelivered_at_shutdown_is_answered_after_the_restart(
+    api: FakeBotApi, config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(telegram_state, "SEND_BACKOFF", Backoff(first=0.01, cap=0.01, total=0.05))
+    question: dict[str, Any] = {}
+
+    async def outage(app: Any) -> None:
+        api.fail("sendMessage", 503, "Service Unavailable", times=6)
+        question.update(api.send_text(ALICE, SPRING))
+        await api.until(lambda: statuses(api, "sendMessage").count(503) == 6)
+        await app.update_queue.join()
+
+    async def back(app: Any) -> None:
+        assert "一吹就是20年" in (await api.reply_for(question)).text
+        await app.update_queue.join()
+
+    drive(api, config, outage)
+    assert not api.replies_to(question) and ledger(config) == [(max(api.enqueued_at), False)]
+    assert api.pending_updates() == 0  # Telegram will not deliver it again: only the journal has it
+    drive(api, config, back)
+    assert len(api.replies_to(question)) == 1 and ledger(config) == [(max(api.enqueued_at), True)]
+
+
 def test_speechqa_bot_answers_pending_questions_and_stops_cleanly_on_sigterm(api: FakeBotApi, tmp_path: Path) -> None:
-    corpus = REPO / "data" / "speeches"
-    jieba = REPO / "data" / "jieba"
-    (tmp_path / "config.toml").write_text(
-        f"""
-[corpus]
-path = "{corpus}"
-index_dir = "{tmp_path / "index"}"
-[lexical]
-user_dict = "{jieba / "userdict.txt"}"
-stopwords = "{jieba / "stopwords.txt"}"
-question_frames = "{jieba / "question_frames.txt"}"
-[dense]
-mode = "off"
-[telegram]
-feedback_db = "{tmp_path / "log.sqlite3"}"
-""",
-        "utf-8",
-    )
+    write_config_file(tmp_path, REPO / "data" / "speeches")
     waiting = api.send_text(ALICE, SPRING)  # asked while the bot was down: must not be dropped
     env = {**os.environ, "TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_API_BASE_URL": f"http://127.0.0.1:{api.port}"}
     process = subprocess.Popen(

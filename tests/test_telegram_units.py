@@ -4,6 +4,8 @@ rate limiting, token redaction, deep-link payloads, and how `run_bot` reads its 
 
 from __future__ import annotations
 
+import http.client
+import json
 import logging
 from collections.abc import Callable
 
@@ -14,7 +16,7 @@ from hypothesis import strategies as st
 from bot.answer import compose
 from bot.config import Config, TelegramSettings
 from bot.session import Conversation
-from bot.telegram import api_base_url, file_url, run_bot
+from bot.telegram import api_base_url, file_url, read_token
 from bot.telegram_access import Access, RateLimiter, RedactToken, protect_handlers, redact
 from bot.telegram_handlers import decode_payload, encode_payload
 from bot.telegram_render import (
@@ -130,14 +132,16 @@ def test_base_url_from_environment_or_config(monkeypatch: pytest.MonkeyPatch) ->
     assert file_url("http://h/x/bot{token}/test") == "http://h/x/file/bot{token}/test"
 
 
-def test_run_bot_needs_a_token_from_the_environment_and_never_echoes_it(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_token_comes_from_the_environment_and_is_never_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(SpeechQAError, match="TELEGRAM_BOT_TOKEN is not set") as missing:
-        run_bot(Config())
+        read_token()
     assert "@BotFather" in missing.value.hint
     monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "not a token TEST-TOKEN")
     with pytest.raises(SpeechQAError) as malformed:
-        run_bot(Config())
+        read_token()
     assert "TEST-TOKEN" not in str(malformed.value) + malformed.value.hint
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", f" {TOKEN}\n")
+    assert read_token() == TOKEN
 
 
 def test_the_fake_server_refuses_what_telegram_refuses() -> None:
@@ -163,3 +167,58 @@ def test_the_fake_server_refuses_what_telegram_refuses() -> None:
     markup = {"inline_keyboard": [[{"text": "x", "callback_data": "字" * 22}]]}
     assert api.handle("sendMessage", {"chat_id": 1, "text": "x", "reply_markup": markup})[0] == 400
     assert len(api.problems) == 3
+
+
+def test_the_fake_server_answers_with_telegrams_own_errors() -> None:
+    api = FakeBotApi(TOKEN)
+    assert TOKEN not in repr(api) and "TEST-TOKEN" not in repr(api)  # a failing test prints it
+    sent = api.handle("sendMessage", {"chat_id": 5, "text": "x"})[1]["result"]
+    api.blocked.add(5)
+    edit = {"chat_id": 5, "message_id": sent["message_id"], "text": "y"}
+    assert api.handle("editMessageText", edit) == (
+        403,
+        {"ok": False, "error_code": 403, "description": "Forbidden: bot was blocked by the user"},
+    )
+    api.callback_answers.update({"q1": {}, "q2": {}})
+    assert api.handle("answerCallbackQuery", {"callback_query_id": "q1", "text": "字" * 201})[1] == {
+        "ok": False,
+        "error_code": 400,
+        "description": "Bad Request: MESSAGE_TOO_LONG",
+    }
+    assert api.handle("answerCallbackQuery", {"callback_query_id": "q2", "text": "字" * 200})[0] == 200
+    content = {"message_text": "x"}
+    api.inline_answers.update({"i1": {}, "i2": {}, "i3": {}})
+    results = [{"type": "article", "id": "字" * 22, "title": "t", "input_message_content": content}]  # 66 bytes
+    assert api.handle("answerInlineQuery", {"inline_query_id": "i1", "results": results})[1]["description"] == (
+        "Bad Request: RESULT_ID_INVALID"
+    )
+    twice = [{**results[0], "id": "1"}, {**results[0], "id": "1"}]
+    assert api.handle("answerInlineQuery", {"inline_query_id": "i2", "results": twice})[1]["description"] == (
+        "Bad Request: RESULT_ID_DUPLICATE"
+    )
+    fits = [{**results[0], "id": "a" * 64}]
+    assert api.handle("answerInlineQuery", {"inline_query_id": "i3", "results": fits})[0] == 200
+    assert len(api.problems) == 3
+
+
+def test_the_fake_server_routes_like_telegram() -> None:
+    api = FakeBotApi(TOKEN).start()
+    try:
+
+        def post(path: str) -> tuple[int, dict[str, object]]:
+            connection = http.client.HTTPConnection("127.0.0.1", api.port, timeout=5)
+            try:
+                connection.request("POST", path, body=b"", headers={"Content-Length": "0"})
+                response = connection.getresponse()
+                return response.status, json.loads(response.read())
+            finally:
+                connection.close()
+
+        not_found = {"ok": False, "error_code": 404, "description": "Not Found"}
+        assert post(f"/bot{TOKEN}/getMe")[0] == 200
+        assert post(f"/bot{TOKEN}/noSuchMethod") == (404, not_found)
+        assert post(f"/bot{TOKEN}/") == (404, not_found)
+        assert post("/favicon.ico") == (404, not_found)
+        assert post("/bot123456:WRONG/getMe") == (401, {"ok": False, "error_code": 401, "description": "Unauthorized"})
+    finally:
+        api.stop()

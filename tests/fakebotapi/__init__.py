@@ -6,10 +6,14 @@
         question = api.send_text(ALICE, "工匠日是怎么设立的？")
         reply = await api.until(lambda: api.reply_to(question))
 
-It routes `/bot<token>/<method>` and `/file/bot<token>/<path>`, long-polls getUpdates with offset
-semantics, records every call, answers with Telegram's own error shapes, and itself checks every
-text the bot sends: Telegram HTML (allowed tags, balanced, entities) at most 4,096 UTF-16 units.
-A violation is answered with Telegram's 400 and listed in `problems`, which tests assert is empty.
+It routes `/bot<token>/<method>` and `/file/bot<token>/<path>` (anything else: 404 "Not Found",
+a wrong token: 401), long-polls getUpdates with offset semantics, records every call, answers with
+Telegram's own error shapes, and itself checks what the bot sends: every text is Telegram HTML
+(allowed tags, balanced, entities) of at most 4,096 UTF-16 units, callback data at most 64 bytes,
+notification texts at most 200 characters, inline result ids 1-64 bytes and distinct. A violation
+is answered with Telegram's 400 and listed in `problems`, which tests assert is empty. A user in
+`blocked` gets 403 "bot was blocked by the user" for messages, chat actions and edits. Its repr
+leaves out the token, which a failing test's traceback would otherwise print.
 Faults are injected per method (`fail`, `drop`, `delay`, `slow`, `hold`) or at random with a seed
 (`random_faults`). Like Telegram, getUpdates returns every update from the requested offset on, so
 an update is delivered again until a later getUpdates confirms it.

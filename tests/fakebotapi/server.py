@@ -34,6 +34,9 @@ _COMMAND = re.compile(r"^/[A-Za-z0-9_]{1,32}(?:@\w+)?")
 _MENTION = re.compile(r"@\w{5,32}")
 BLOCKED = "Forbidden: bot was blocked by the user"
 TOO_OLD = "Bad Request: query is too old and response timeout expired or query ID is invalid"
+NOT_FOUND = {"ok": False, "error_code": 404, "description": "Not Found"}
+CALLBACK_TEXT_LIMIT = 200  # characters of an answerCallbackQuery notification
+RESULT_ID_LIMIT = 64  # bytes of an inline result id
 NOT_MODIFIED = (
     "Bad Request: message is not modified: specified new message content and reply markup are exactly the same "
     "as a current content and reply markup of the message"
@@ -73,7 +76,7 @@ class Fault:
 
 @dataclass
 class FakeBotApi:
-    token: str
+    token: str = field(repr=False)  # a failing test's traceback shows the fake's repr
     username: str = "SpeechQABot"
     seed: int = 0
     calls: list[tuple[str, dict[str, Any], int]] = field(default_factory=list)
@@ -287,7 +290,7 @@ class FakeBotApi:
     def handle(self, method: str, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         handler = getattr(self, f"_api_{method.lower()}", None)
         if handler is None:
-            return 404, {"ok": False, "error_code": 404, "description": "Not Found"}
+            return 404, dict(NOT_FOUND)
         try:
             result = handler(params)
         except _ApiError as error:
@@ -353,6 +356,8 @@ class FakeBotApi:
 
     def _api_editmessagetext(self, params: dict[str, Any]) -> dict[str, Any]:
         key = (int(params["chat_id"]), int(params["message_id"]))
+        if key[0] in self.blocked:
+            raise _ApiError(403, BLOCKED)
         plain = self._checked_text("editMessageText", params.get("text", ""), params.get("parse_mode"))
         self._checked_markup("editMessageText", params.get("reply_markup"))
         with self._cond:
@@ -374,6 +379,9 @@ class FakeBotApi:
         return message
 
     def _api_answercallbackquery(self, params: dict[str, Any]) -> bool:
+        if len(params.get("text") or "") > CALLBACK_TEXT_LIMIT:
+            self.problems.append(f"answerCallbackQuery: text over {CALLBACK_TEXT_LIMIT} characters")
+            raise _ApiError(400, "Bad Request: MESSAGE_TOO_LONG")
         with self._cond:
             if self.callback_answers.get(params["callback_query_id"]) != {}:
                 raise _ApiError(400, TOO_OLD)
@@ -385,6 +393,13 @@ class FakeBotApi:
         if len(results) > 50:
             self.problems.append("answerInlineQuery: more than 50 results")
             raise _ApiError(400, "Bad Request: RESULTS_TOO_MUCH")
+        ids = [str(result.get("id", "")) for result in results]
+        if any(not 1 <= len(result_id.encode()) <= RESULT_ID_LIMIT for result_id in ids):
+            self.problems.append(f"answerInlineQuery: a result id is empty or over {RESULT_ID_LIMIT} bytes")
+            raise _ApiError(400, "Bad Request: RESULT_ID_INVALID")
+        if len(set(ids)) < len(ids):
+            self.problems.append("answerInlineQuery: two results share an id")
+            raise _ApiError(400, "Bad Request: RESULT_ID_DUPLICATE")
         for result in results:
             content = result.get("input_message_content") or {}
             self._checked_text("answerInlineQuery", content.get("message_text", ""), content.get("parse_mode"))
@@ -432,7 +447,7 @@ class _Handler(BaseHTTPRequestHandler):
         prefix, path = f"/file/bot{self.fake.token}/", unquote(self.path)  # PTB percent-encodes the file URL
         content = self.fake._files.get(path.removeprefix(prefix)) if path.startswith(prefix) else None
         if content is None:
-            self._reply(404, {"ok": False, "error_code": 404, "description": "Not Found"})
+            self._reply(404, NOT_FOUND)
             return
         self.send_response(200)
         self.send_header("Content-Length", str(len(content)))
@@ -442,8 +457,11 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         match = re.fullmatch(r"/bot([^/]+)/(\w+)", self.path)
-        if not match or match.group(1) != self.fake.token:
-            self._reply(401 if match else 404, {"ok": False, "error_code": 401, "description": "Unauthorized"})
+        if not match:
+            self._reply(404, NOT_FOUND)
+            return
+        if match.group(1) != self.fake.token:
+            self._reply(401, {"ok": False, "error_code": 401, "description": "Unauthorized"})
             return
         method, params = match.group(2), _decode(body, self.headers.get("Content-Type", ""))
         fault = self.fake._fault_for(method, params)
