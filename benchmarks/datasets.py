@@ -1,6 +1,8 @@
 """The three benchmark datasets in one shape: passages to index, questions, and how a hit is judged.
 
 - `speeches`: the shipped speeches (`data/speeches/`) and the dev questions with gold spans.
+- `speeches-heldout`: the same speeches and `benchmarks/questions/speeches-heldout.jsonl`, questions of
+  the same kind written apart from the dev set (so tuning on the dev set cannot pass it by itself).
 - `cmrc-848`: CMRC 2018 dev questions over their own 848 passages.
 - `cmrc-3507`: the same questions over every CMRC 2018 paragraph (train + dev + trial) as distractors.
 
@@ -21,14 +23,17 @@ from embeddings.passage import Passage
 from embeddings.settings import SegmentSettings
 
 # The shared data sets live outside the repository; another machine points at its copy.
-SHARED = Path(os.environ.get("SPEECHQA_SHARED", "/work/shared"))
+REPO = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("SPEECHQA_SHARED", REPO.parent / "shared"))
 SPEECH_QUESTIONS = SHARED / "eval" / "speeches-dev.jsonl"
+HELD_OUT_QUESTIONS = REPO / "benchmarks" / "questions" / "speeches-heldout.jsonl"
 CMRC_DEV = SHARED / "bench" / "cmrc2018-dev"
 CMRC_ALL_PASSAGES = SHARED / "bench" / "cmrc2018-all-passages.jsonl"
 
-DATASETS = ("speeches", "cmrc-848", "cmrc-3507")
+DATASETS = ("speeches", "speeches-heldout", "cmrc-848", "cmrc-3507")
 LABELS = {
     "speeches": "Speeches dev",
+    "speeches-heldout": "Speeches held-out",
     "cmrc-848": "CMRC 2018 dev, 848-passage pool",
     "cmrc-3507": "CMRC 2018 dev, 3,507-passage pool",
 }
@@ -70,7 +75,9 @@ class Dataset:
 
 def load_dataset(name: str, segment: SegmentSettings, speeches_root: Path, quick: bool) -> Dataset:
     if name == "speeches":
-        return _speeches(segment, speeches_root)
+        return _speeches(name, segment, speeches_root, SPEECH_QUESTIONS)
+    if name == "speeches-heldout":
+        return _speeches(name, segment, speeches_root, HELD_OUT_QUESTIONS)
     if name == "cmrc-848":
         return _cmrc(name, CMRC_DEV / "passages.jsonl", quick)
     if name == "cmrc-3507":
@@ -78,14 +85,14 @@ def load_dataset(name: str, segment: SegmentSettings, speeches_root: Path, quick
     raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
 
 
-def _speeches(segment: SegmentSettings, root: Path) -> Dataset:
+def _speeches(name: str, segment: SegmentSettings, root: Path, questions_file: Path) -> Dataset:
     corpus = load_corpus(root, segment)
     questions = tuple(
         Question(q.id, q.question, q.answerable, tuple(scoring_form(g) for g in q.gold))
-        for q in load_questions(SPEECH_QUESTIONS)
+        for q in load_questions(questions_file)
     )
     documents = tuple((s.speech_id, s.text) for s in corpus.speeches)
-    return Dataset("speeches", corpus, questions, documents, baseline_ranks_chunks=True)
+    return Dataset(name, corpus, questions, documents, baseline_ranks_chunks=True)
 
 
 def _cmrc(name: str, passages_file: Path, quick: bool) -> Dataset:

@@ -7,18 +7,29 @@ each tagged with the number of the citation it came from.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
+from embeddings.expect import Expectation, expected_answer
 from embeddings.passage import Hit, Passage, SearchResult
 from embeddings.segment import sentence_spans
-from embeddings.textnorm import to_simplified
+from embeddings.structure import heading_level
+from embeddings.textnorm import matching_form, to_simplified
 
 from .config import AnswerSettings
 
 DIRECT_FROM_TOP = 3
-SECOND_SENTENCE_SHARE = 0.6
+# A further sentence joins the direct answer only when it is nearly as good as the best one.
+ALSO_SHOWN_SHARE = 0.7
+SHAPE_BONUS = 0.15
+# A best sentence this short ("第四要好共事。") names the point; the sentences after it make it.
+LEAD_IN_CHARS = 30
+MAX_LABEL_CHARS = 16
+LEAD_IN_LEVEL = 4
+_CLOSERS = "”’」』）)》】\"' "
+_CLAUSE_START = re.compile(r"[，,、；;：:。！？!?][”’」』]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,13 +93,17 @@ def compose(result: SearchResult, settings: AnswerSettings, hits: tuple[Hit, ...
     """Build the answer for `result` (or for a later page of its `hits`)."""
     page = result.hits[: settings.top_k] if hits is None else hits
     weights = {text: weight for text, weight, _ in result.terms}
-    words = [text for text, _, is_word in result.terms if is_word and (len(text) > 1 or text.isascii())]
+    # Single characters (a question's "X" would light up every "xx") are too common to mark.
+    words = [text for text, _, is_word in result.terms if is_word and len(text) > 1]
     citations = tuple(
         Citation(n, hit.passage, hit.score, *_snippet(hit.passage.text, weights, words, settings.snippet_chars))
         for n, hit in enumerate(page, 1)
     )
+    expectation = expected_answer(matching_form(result.query))
     direct = (
-        _direct_sentences(citations, weights, settings.direct_sentences) if result.answerable and hits is None else ()
+        _direct_sentences(citations, weights, settings.direct_sentences, expectation)
+        if result.answerable and hits is None
+        else ()
     )
     return Answer(
         question=result.query,
@@ -108,30 +123,88 @@ def _coverage(sentence: str, weights: dict[str, float]) -> float:
     return sum(w for term, w in weights.items() if term in folded) / total if total else 0.0
 
 
+def statements(text: str) -> list[tuple[int, int]]:
+    """Sentences ending at 。！？ (a run of clauses joined by ；, as in "一是…；二是…。", stays whole)."""
+    merged: list[tuple[int, int]] = []
+    joined = False
+    for start, end in sentence_spans(text):
+        if joined and merged:
+            merged[-1] = (merged[-1][0], end)
+        else:
+            merged.append((start, end))
+        joined = text[start:end].rstrip(_CLOSERS).endswith(("；", ";"))
+    return merged
+
+
 def _direct_sentences(
-    citations: tuple[Citation, ...], weights: dict[str, float], limit: int
+    citations: tuple[Citation, ...], weights: dict[str, float], limit: int, expectation: Expectation | None
 ) -> tuple[DirectSentence, ...]:
+    """The sentences that best answer: the best one, what it announces, and any as good as it.
+
+    A sentence scores by the question's words it holds, plus a bonus when it has the number or
+    date the question asks for. One that ends in a colon ("主要有三个方面：") announces what
+    follows, which is then the answer.
+    """
     scored = []
     for citation in citations[:DIRECT_FROM_TOP]:
         text = citation.passage.text
-        for start, end in sentence_spans(text):
+        spans = statements(text)
+        for index, (start, end) in enumerate(spans):
             sentence = text[start:end].strip()
-            if len(sentence) >= 4:
-                # An earlier-ranked passage wins a tie: the ranking already weighed the whole passage.
-                scored.append((_coverage(sentence, weights) - 0.02 * citation.number, start, sentence, citation.number))
+            if len(sentence) < 4 or _is_label(sentence):
+                continue
+            score = _coverage(sentence, weights) + (SHAPE_BONUS if expectation and expectation.met_by(sentence) else 0)
+            # An earlier-ranked passage wins a tie: the ranking already weighed the whole passage.
+            scored.append(_Scored(score - 0.02 * citation.number, citation.number, index, sentence, spans, text))
     if not scored:
         return ()
-    scored.sort(key=lambda item: (-item[0], item[3], item[1]))
-    best = scored[0][0]
-    chosen = [item for item in scored[:limit] if item[0] >= best * SECOND_SENTENCE_SHARE]
-    chosen.sort(key=lambda item: (item[3], item[1]))  # read in the speech's own order
-    return tuple(DirectSentence(sentence, number) for _, _, sentence, number in chosen)
+    scored.sort(key=lambda item: (-item.score, item.citation, item.index))
+    best = scored[0]
+    chosen = [best]
+    if best.sentence.rstrip(_CLOSERS).endswith(("：", ":")) or len(best.sentence) < LEAD_IN_CHARS:
+        following = best.spans[best.index + 1 : best.index + limit]
+        chosen += [
+            _Scored(best.score, best.citation, best.index + 1 + i, best.text[a:b].strip(), best.spans, best.text)
+            for i, (a, b) in enumerate(following)
+        ]
+    for item in scored[1:]:
+        if len(chosen) >= limit or item.score < best.score * ALSO_SHOWN_SHARE:
+            break
+        if all((item.citation, item.index) != (c.citation, c.index) for c in chosen):
+            chosen.append(item)
+    chosen.sort(key=lambda item: (item.citation, item.index))  # read in the speech's own order
+    return tuple(DirectSentence(item.sentence, item.citation) for item in chosen[:limit])
+
+
+def _is_label(sentence: str) -> bool:
+    """A run-in heading such as "（三）创品牌。": it names the section, it answers nothing.
+
+    Lead-ins ("第四要好共事。", level 4) are points of the speech, not labels, and may answer.
+    """
+    level = heading_level(sentence)
+    return len(sentence) <= MAX_LABEL_CHARS and level is not None and level < LEAD_IN_LEVEL
+
+
+@dataclass(frozen=True, slots=True)
+class _Scored:
+    score: float
+    citation: int
+    index: int
+    sentence: str
+    spans: list[tuple[int, int]]
+    text: str
 
 
 def _snippet(
     text: str, weights: dict[str, float], words: list[str], limit: int
 ) -> tuple[str, tuple[tuple[int, int], ...]]:
-    """Trim `text` to about `limit` characters around its best sentence, marking cuts with `…`."""
+    """Trim `text` to about `limit` characters around its best sentence, marking cuts with `…`.
+
+    Whole sentences are added around the best one while they fit; what room is left is filled
+    with the text that follows (then precedes) it, so long neighbours never shrink the snippet
+    to one short sentence. Text before is taken from a clause start on: a snippet opening on the
+    tail of a word ("…挥。") reads as a mistake, one trailing off ("人民日报第…") does not.
+    """
     if len(text) > limit:
         spans = sentence_spans(text)
         best = max(range(len(spans)), key=lambda i: (_coverage(text[spans[i][0] : spans[i][1]], weights), -i))
@@ -144,9 +217,12 @@ def _snippet(
                 first, grown = first - 1, True
             if not grown:
                 break
-        start, end = spans[first][0], spans[last][1]
-        if end - start > limit:
-            end = start + limit
+        start, end = spans[first][0], min(spans[last][1], spans[first][0] + limit)
+        end = min(len(text), end + limit - (end - start))
+        core_start, start = start, max(0, start - (limit - (end - start)))
+        if 0 < start < core_start:
+            clause = _CLAUSE_START.search(text, start, core_start)
+            start = clause.end() if clause else core_start
         text = ("…" if start > 0 else "") + text[start:end].strip() + ("…" if end < len(text) else "")
     return text, _highlights(text, words)
 

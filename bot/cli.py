@@ -19,14 +19,21 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from embeddings.errors import SpeechQAError
 
 from .config import Config, load_config
 from .render import print_error, render_answer, render_paragraph, use_colour
+
+if TYPE_CHECKING:
+    from embeddings.build import BuildReport
+    from embeddings.corpus import Problem
+    from embeddings.retrieve import Retriever
+
+    from .session import Conversation
 
 logger = logging.getLogger("speechqa")
 
@@ -39,20 +46,39 @@ def _print_json(data: Any) -> None:
     print(json.dumps(data, ensure_ascii=False, indent=2))
 
 
-def _open(config: Config, progress: bool) -> Any:
+def _open(config: Config, *, force: bool = False) -> tuple[Retriever, BuildReport | None]:
+    """The retriever, after building or refreshing the index when needed (saying why on stderr)."""
     from embeddings.engine import open_retriever
 
     def announce(reason: str) -> None:
         print(f"building the index ({reason}) …", file=sys.stderr)
 
     retriever, report = open_retriever(
-        config.corpus_path, config.index_path, config.engine, progress=progress, allow_network=True, on_rebuild=announce
+        config.corpus_path,
+        config.index_path,
+        config.engine,
+        progress=sys.stderr.isatty(),
+        allow_network=True,
+        force=force,
+        on_rebuild=announce,
     )
     if report is not None:
         logger.info(
             "index built: %d passages (%d embedded, %d reused)", report.passages, report.embedded, report.reused
         )
-    return retriever
+        _print_problems(report.problems)
+    return retriever, report
+
+
+def _print_problems(problems: Iterable[Problem]) -> None:
+    for problem in problems:
+        print(f"skipped {problem.path}: {problem.reason}", file=sys.stderr)
+
+
+def _print_notice(notice: str) -> None:
+    """The lexical-only (or rerank-off) notice: once, on stderr, so stdout holds only the answer."""
+    if notice:
+        print(f"note: {notice}", file=sys.stderr)
 
 
 def cmd_ask(args: argparse.Namespace, config: Config) -> int:
@@ -61,13 +87,14 @@ def cmd_ask(args: argparse.Namespace, config: Config) -> int:
     from .answer import compose
 
     question = validate_question(args.question, config.answer.max_question_chars)
-    retriever = _open(config, progress=sys.stderr.isatty())
+    retriever, _ = _open(config)
     settings = config.answer if args.top_k is None else _with_top_k(config, args.top_k)
     answer = compose(retriever.search(question, top_k=settings.top_k), settings)
     if args.json:
         _print_json(answer.to_dict())
     else:
         print(render_answer(answer, use_colour(sys.stdout)))
+        _print_notice(retriever.notice)
     return 0
 
 
@@ -82,15 +109,17 @@ def _with_top_k(config: Config, top_k: int) -> Any:
 def cmd_chat(args: argparse.Namespace, config: Config) -> int:
     import contextlib
 
-    from .session import Conversation, follow_up
+    from .session import Conversation
 
     with contextlib.suppress(ImportError):
         import readline  # noqa: F401  (line editing and history for input())
 
-    retriever = _open(config, progress=sys.stderr.isatty())
+    retriever, _ = _open(config)
     conversation = Conversation(retriever, config.answer)
     colour = use_colour(sys.stdout)
-    print(f"speechqa chat · {len(retriever.passages)} 段 · {retriever.mode} · /help 查看帮助")
+    speeches = len({p.speech_id for p in retriever.passages})
+    print(f"speechqa chat · {speeches} 篇讲话 · {len(retriever.passages)} 个片段 · {retriever.mode} · /help 查看帮助")
+    _print_notice(retriever.notice)
     while True:
         try:
             line = input("问> ").strip()
@@ -102,31 +131,44 @@ def cmd_chat(args: argparse.Namespace, config: Config) -> int:
             continue
         if not line:
             continue
-        command, _, rest = line.partition(" ")
-        action = follow_up(line)
-        try:
-            if command in ("/quit", "/exit", "/q"):
-                return 0
-            if command in ("/help", "/?"):
-                print(CHAT_HELP)
-            elif command == "/more" or action == ("more", 0):
-                more = conversation.more()
-                print(render_answer(more, colour) if more else "没有更多结果了。")
-            elif command == "/open" or (action and action[0] == "open"):
-                number = action[1] if action else int(rest) if rest.strip().isdigit() else 0
-                view = conversation.open(number)
-                print(
-                    render_paragraph(view, colour)
-                    if view
-                    else f"没有第 {number} 条出处。请先提问，或用 /open N（N 为出处编号）。"
-                )
-            elif command.startswith("/"):
-                print(f"未知命令 {command}。{CHAT_HELP}")
-            else:
-                print(render_answer(conversation.ask(line), colour))
-        except SpeechQAError as error:
-            print(f"无法回答：{error}" + (f"（{error.hint}）" if error.hint else ""))
+        if line.split()[0] in ("/quit", "/exit", "/q"):
+            return 0
+        print(_chat_reply(line, conversation, colour))
         print()
+
+
+def _chat_reply(line: str, conversation: Conversation, colour: bool) -> str:
+    """What the chat says to one line: a command, a follow-up on the last answer, or a new question."""
+    from embeddings.errors import BadQuestion
+
+    from .session import follow_up
+
+    command, _, rest = line.partition(" ")
+    action = follow_up(line)
+    if command in ("/help", "/?"):
+        return CHAT_HELP
+    if command.startswith("/") and command not in ("/more", "/open"):
+        return f"未知命令 {command}。\n{CHAT_HELP}"
+    if (command == "/more" or action == ("more", 0)) and conversation.result is None:
+        return "请先提一个问题。"
+    if command == "/more" or action == ("more", 0):
+        more = conversation.more()
+        return render_answer(more, colour) if more else "没有更多结果了。"
+    if command == "/open" or (action and action[0] == "open"):
+        if action is None and not rest.strip().isdigit():
+            return "用法：/open N（N 为出处编号，例如 /open 1）。"
+        number = action[1] if action else int(rest)
+        view = conversation.open(number)
+        if view is not None:
+            return render_paragraph(view, colour)
+        return f"没有第 {number} 条出处。" + ("" if conversation.result else "请先提一个问题。")
+    limit = conversation.settings.max_question_chars
+    if len(line) > limit:
+        return f"问题太长了（{len(line)} 字），请控制在 {limit} 字以内。"
+    try:
+        return render_answer(conversation.ask(line), colour)
+    except BadQuestion:
+        return "问题里没有可以检索的文字，请用文字提问。"
 
 
 def cmd_ingest(args: argparse.Namespace, config: Config) -> int:
@@ -164,29 +206,14 @@ def cmd_ingest(args: argparse.Namespace, config: Config) -> int:
             print(f"  also as:    {', '.join(speech.aliases)}")
         print(f"  sections {len(speech.sections)} · paragraphs {len(speech.paragraphs)} · passages {count}")
         print(f"  cleaning:   {rules}")
-    for problem in corpus.problems:
-        print(f"skipped {problem.path}: {problem.reason}", file=sys.stderr)
+    _print_problems(corpus.problems)
     print(f"{len(corpus.speeches)} speech(es), {len(corpus.passages)} passages, {len(corpus.problems)} skipped")
     return 0
 
 
 def cmd_index(args: argparse.Namespace, config: Config) -> int:
-    from embeddings.engine import open_retriever
-
-    def announce(reason: str) -> None:
-        print(f"building the index ({reason}) …", file=sys.stderr)
-
-    retriever, report = open_retriever(
-        config.corpus_path,
-        config.index_path,
-        config.engine,
-        progress=sys.stderr.isatty(),
-        allow_network=True,
-        force=args.force,
-        on_rebuild=announce,
-    )
-    if retriever.notice:
-        print(f"note: {retriever.notice}", file=sys.stderr)
+    retriever, report = _open(config, force=args.force)
+    _print_notice(retriever.notice)
     if report is None:
         print(f"index in {config.index_path} is up to date ({len(retriever.passages)} passages, {retriever.mode})")
         return 0
@@ -202,11 +229,13 @@ def cmd_eval(args: argparse.Namespace, config: Config) -> int:
     from embeddings.evaluate import evaluate, load_questions
 
     questions = load_questions(Path(args.questions))
-    report = evaluate(_open(config, progress=sys.stderr.isatty()), questions)
+    report = evaluate(_open(config)[0], questions)
     if args.json:
         _print_json(report.to_dict())
         return 0
+    _print_notice(report.notice)
     quality = report.quality
+    print(f"mode {report.mode}")
     print(f"questions {quality.questions} (answerable {quality.answerable}, unanswerable {quality.unanswerable})")
     hits = f"hit@1 {quality.hit_at_1:.3f}  hit@3 {quality.hit_at_3:.3f}  hit@5 {quality.hit_at_5:.3f}"
     print(f"{hits}  MRR@10 {quality.mrr_at_10:.3f}")
@@ -239,12 +268,26 @@ def cmd_doctor(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_bot(args: argparse.Namespace, config: Config) -> int:
     try:
-        from .telegram import run_bot
+        from .telegram import read_token, run_bot
+        from .telegram_access import protect_handlers
     except ImportError as error:
         raise SpeechQAError(
             f"the Telegram bot needs python-telegram-bot ({error})", 'pip install -e ".[bot]"'
         ) from error
-    run_bot(config)
+    token = read_token()
+    # Every request URL holds the token: httpx and httpcore stay quiet, and each handler redacts
+    # whatever still carries it (tracebacks, python-telegram-bot's debug lines).
+    root = logging.getLogger()
+    protect_handlers(token, root.handlers)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+    # A bot runs for days: its lines need times, and start-up, refusals and reindexing are worth a
+    # line each even without -v.
+    for handler in root.handlers:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    if root.getEffectiveLevel() > logging.INFO:
+        logging.getLogger("bot").setLevel(logging.INFO)
+    run_bot(config, token)
     return 0
 
 
@@ -254,8 +297,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    # Also accepted after the command (`speechqa ask --config x.toml …`); SUPPRESS keeps a value
+    # given before the command when none is given after it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
     def add(name: str, handler: Callable[[argparse.Namespace, Config], int], help_text: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub = commands.add_parser(name, help=help_text, description=help_text, parents=[common])
         sub.set_defaults(handler=handler)
         return sub
 
@@ -299,6 +348,15 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as error:
+        # A read-only checkout, a full disk, an index_dir that is a file: the user can fix these.
+        logger.info("file system error", exc_info=True)
+        where = f" ({error.filename})" if error.filename else ""
+        print_error(
+            f"{error.strerror or error}{where}",
+            "check that path, its permissions and free space (paths come from the config file); -v shows details",
+        )
+        return 1
 
 
 if __name__ == "__main__":

@@ -103,22 +103,37 @@ def load_config(explicit: str | None = None) -> Config:
     path = config_path(explicit)
     if path is None:
         return Config()
+    named_by = "--config" if explicit else f"${CONFIG_ENV}" if os.environ.get(CONFIG_ENV) else "the default"
     try:
         raw = tomllib.loads(path.read_text("utf-8"))
     except FileNotFoundError as error:
-        raise ConfigError(f"config file {path} does not exist", "pass --config FILE or create config.toml") from error
+        fix = f"set {CONFIG_ENV} to an existing file, or unset it" if named_by.startswith("$") else "pass --config FILE"
+        raise ConfigError(f"config file {path} (from {named_by}) does not exist", fix) from error
     except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"config file {path} cannot be read ({error})") from error
+        raise ConfigError(f"config file {path} cannot be read ({error})", "save it as UTF-8 text") from error
     except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{path} is not valid TOML: {error}") from error
-    config = _build(Config, {**raw, "source": str(path)}, str(path), "")
-    _check_ranges(config, str(path))
+        raise ConfigError(f"{path} is not valid TOML: {error}", f"fix that line of {path}") from error
+    try:
+        if "source" in raw:
+            raise ConfigError(f"{path}: unknown key source; known keys: {', '.join(_SECTIONS)}")
+        config = _build(Config, {**raw, "source": str(path)}, str(path), "")
+        _check_ranges(config, str(path))
+    except ConfigError as error:
+        raise ConfigError(
+            str(error), error.hint or f"edit {path} (config.toml in the repository shows every key)"
+        ) from None
     return _resolve_paths(config, path.parent)
 
 
-_RANGES = (
+_SECTIONS = tuple(f.name for f in fields(Config) if f.name != "source")
+
+
+_RANGES: tuple[tuple[str, str, float, float], ...] = (
     ("segment", "max_chars", 50, 4000),
     ("segment", "overlap_sentences", 0, 5),
+    ("lexical", "k1", 0.0, 3.0),
+    ("lexical", "b", 0.0, 1.0),
+    ("dense", "batch_size", 1, 1024),
     ("fusion", "candidates", 5, 1000),
     ("fusion", "min_confidence", 0.0, 1.0),
     ("rerank", "candidates", 2, 200),
@@ -156,7 +171,8 @@ def _build(cls: type, raw: dict[str, Any], source: str, prefix: str) -> Any:
     for key in raw:
         if key not in known:
             where = f"[{prefix}] " if prefix else ""
-            raise ConfigError(f"{source}: unknown key {where}{key}; known keys: {', '.join(known)}")
+            listed = ", ".join(name for name in known if name != "source")
+            raise ConfigError(f"{source}: unknown key {where}{key}; known keys: {listed}")
     hints = typing.get_type_hints(cls)
     values = {}
     for name, value in raw.items():
@@ -166,7 +182,12 @@ def _build(cls: type, raw: dict[str, Any], source: str, prefix: str) -> Any:
                 raise ConfigError(f"{source}: [{name}] must be a table of settings")
             values[name] = _build(typing.cast(type, hint), value, source, name)
         else:
-            values[name] = _coerce(value, hint, f"{source}: [{prefix}] {name}" if prefix else f"{source}: {name}")
+            where = f"{source}: [{prefix}] {name}" if prefix else f"{source}: {name}"
+            try:
+                values[name] = _coerce(value, hint, where)
+            except ConfigError as error:
+                bounds = next(((low, high) for sec, key, low, high in _RANGES if (sec, key) == (prefix, name)), None)
+                raise ConfigError(str(error) + (f" from {bounds[0]} to {bounds[1]}" if bounds else "")) from None
     return cls(**values)
 
 

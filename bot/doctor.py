@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from embeddings.dense import locate_model
@@ -44,6 +45,7 @@ def diagnose(config: Config) -> dict[str, Any]:
             )
             checks.append(_check(package, False, "not installed", fix, required))
     checks.append(_corpus_check(config))
+    checks.append(_dictionaries_check(config))
     checks.append(_model_check(config.engine))
     checks.append(_index_check(config))
     token = bool(os.environ.get("TELEGRAM_BOT_TOKEN"))
@@ -73,6 +75,16 @@ def _corpus_check(config: Config) -> dict[str, Any]:
     return _check("corpus", True, detail)
 
 
+def _dictionaries_check(config: Config) -> dict[str, Any]:
+    lexical = config.lexical
+    files = {"user_dict": lexical.user_dict, "stopwords": lexical.stopwords, "question_frames": lexical.question_frames}
+    missing = [f"{key} = {path}" for key, path in files.items() if not Path(path).is_file()]
+    if missing:
+        # Not fatal, but retrieval quietly gets worse: domain terms split, question words scored as topics.
+        return _check("dictionaries", False, "missing: " + "; ".join(missing), f"fix [lexical] in {config.source}")
+    return _check("dictionaries", True, ", ".join(Path(path).name for path in files.values()))
+
+
 def _model_check(engine: EngineSettings) -> dict[str, Any]:
     dense = engine.dense
     if dense.mode == "off":
@@ -83,7 +95,8 @@ def _model_check(engine: EngineSettings) -> dict[str, Any]:
             "embedding model",
             False,
             f"{dense.model}: {location.reason}; answers use lexical retrieval only",
-            "set [dense] model to a local folder, or HF_ENDPOINT to a mirror, or pre-download the model",
+            f"set [dense] model to a local model folder; or HF_ENDPOINT=<mirror URL> speechqa index; or run "
+            f"`huggingface-cli download {dense.model}` where there is network and copy ~/.cache/huggingface here",
             required=dense.mode == "required",
         )
     try:
@@ -114,4 +127,9 @@ def _index_check(config: Config) -> dict[str, Any]:
         dense = manifest.get("dense")
         mode = f"hybrid with {dense['model']} (weight {dense['weight']:.2f})" if dense else "lexical-only"
         return _check("index", True, f"fresh: {manifest['counts']['passages']} passages, {mode}")
-    return _check("index", False, f"{status.state.value}: {status.reason}", "speechqa index", required=False)
+    command = (
+        "speechqa index"
+        if config.source in ("(defaults)", "config.toml")
+        else f"speechqa --config {config.source} index"
+    )
+    return _check("index", False, f"{status.state.value}: {status.reason}", command, required=False)

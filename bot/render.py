@@ -60,15 +60,14 @@ def render_answer(answer: Answer, colour: bool = False) -> str:
         number = answer.first_rank + citation.number - 1
         lines.append(style.wrap(f"[{number}]", _CYAN) + f" {citation.passage.citation}")
         lines.append(f"    {style.highlight(citation)}")
-    if answer.notice:
-        lines.append("")
-        lines.append(style.wrap(f"注：{answer.notice}", _DIM))
     return "\n".join(lines)
 
 
 def render_paragraph(view: ParagraphView, colour: bool = False) -> str:
     style = _Style(colour)
     lines = [f"[{view.number}] {view.citation}", ""]
+    if view.note:
+        lines += [style.wrap(view.note, _DIM), ""]
     if view.before:
         lines += [style.wrap(f"（上一段）{view.before}", _DIM), ""]
     lines.append(view.text)

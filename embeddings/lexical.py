@@ -17,8 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from embeddings.errors import IndexError_
-
-_FILES = ("data.csc.index.npy", "indices.csc.index.npy", "indptr.csc.index.npy", "vocab.index.json")
+from embeddings.store import LEXICAL_FILES, REBUILD_HINT
 
 
 @dataclass(frozen=True)
@@ -51,23 +50,24 @@ class LexicalIndex:
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        np.save(directory / _FILES[0], self.data, allow_pickle=False)
-        np.save(directory / _FILES[1], self.indices, allow_pickle=False)
-        np.save(directory / _FILES[2], self.indptr, allow_pickle=False)
+        np.save(directory / LEXICAL_FILES[0], self.data, allow_pickle=False)
+        np.save(directory / LEXICAL_FILES[1], self.indices, allow_pickle=False)
+        np.save(directory / LEXICAL_FILES[2], self.indptr, allow_pickle=False)
         vocab = {"num_docs": self.num_docs, "vocab": self.vocab}
-        (directory / _FILES[3]).write_text(json.dumps(vocab, ensure_ascii=False), "utf-8")
+        (directory / LEXICAL_FILES[3]).write_text(json.dumps(vocab, ensure_ascii=False), "utf-8")
 
     @classmethod
     def load(cls, directory: Path) -> LexicalIndex:
+        """The saved arrays, or `IndexError_` when they cannot be read or do not fit together."""
         try:
-            arrays = [np.load(directory / name, allow_pickle=False) for name in _FILES[:3]]
-            meta = json.loads((directory / _FILES[3]).read_text("utf-8"))
-        except (OSError, ValueError) as error:
-            raise IndexError_(f"the BM25 index in {directory} cannot be read ({error})") from error
-        data, indices, indptr = arrays
-        if len(indptr) != len(meta["vocab"]) + 1 or len(data) != len(indices):
-            raise IndexError_(f"the BM25 index in {directory} is inconsistent")
-        return cls(data, indices, indptr, meta["vocab"], int(meta["num_docs"]))
+            data, indices, indptr = (np.load(directory / name, allow_pickle=False) for name in LEXICAL_FILES[:3])
+            meta = json.loads((directory / LEXICAL_FILES[3]).read_text("utf-8"))
+            vocab, num_docs = meta["vocab"], meta["num_docs"]
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise IndexError_(f"the BM25 index in {directory} cannot be read ({error})", REBUILD_HINT) from error
+        if not _consistent(data, indices, indptr, vocab, num_docs):
+            raise IndexError_(f"the BM25 index in {directory} is inconsistent", REBUILD_HINT)
+        return cls(data, indices, indptr, vocab, num_docs)
 
     def token_ids(self, tokens: Sequence[str]) -> list[int]:
         return [self.vocab[token] for token in tokens if token in self.vocab]
@@ -86,23 +86,31 @@ class LexicalIndex:
         df = 0 if token_id is None else int(self.indptr[token_id + 1] - self.indptr[token_id])
         return math.log(1 + (self.num_docs - df + 0.5) / (df + 0.5))
 
-    def contains(self, token: str, doc: int) -> bool:
-        token_id = self.vocab.get(token)
-        if token_id is None:
-            return False
-        column = self.indices[self.indptr[token_id] : self.indptr[token_id + 1]]
-        return bool(np.any(column == doc))
-
-    def coverage(self, tokens: Sequence[str], doc: int, optional: frozenset[str] = frozenset()) -> float:
-        """IDF-weighted share of the question's distinct tokens that passage `doc` contains.
-
-        An `optional` token counts only when present: it frames the question ("后果", "类型")
-        and an answer need not repeat it.
-        """
-        matched = missed = 0.0
+    def coordination(self, tokens: Sequence[str], rows: np.ndarray) -> np.ndarray:
+        """For each of `rows`, the IDF-weighted share of the distinct `tokens` that passage contains."""
+        present = np.zeros(len(rows), dtype=np.float32)
+        total = 0.0
         for token in set(tokens):
-            if self.contains(token, doc):
-                matched += self.idf(token)
-            elif token not in optional:
-                missed += self.idf(token)
-        return matched / (matched + missed) if matched + missed > 0 else 0.0
+            weight = self.idf(token)
+            total += weight
+            token_id = self.vocab.get(token)
+            if token_id is not None:
+                present += weight * np.isin(rows, self.indices[self.indptr[token_id] : self.indptr[token_id + 1]])
+        return present / total if total > 0 else present
+
+
+def _consistent(data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, vocab: object, num_docs: object) -> bool:
+    """Every column lies inside the arrays and every row number names a passage, so no lookup can fail."""
+    if not (isinstance(vocab, dict) and isinstance(num_docs, int) and num_docs >= 0):
+        return False
+    arrays = (data, indices, indptr)
+    if not all(a.ndim == 1 and np.issubdtype(a.dtype, np.number) for a in arrays):
+        return False
+    if len(data) != len(indices) or len(indptr) != len(vocab) + 1 or int(indptr[0]) != 0:
+        return False
+    if int(indptr[-1]) != len(data) or not bool(np.all(np.diff(indptr) >= 0)):
+        return False
+    if len(indices) and not (int(indices.min()) >= 0 and int(indices.max()) < num_docs):
+        return False
+    columns = len(indptr) - 1
+    return all(isinstance(i, int) and 0 <= i < columns for i in vocab.values())

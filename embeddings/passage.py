@@ -137,6 +137,7 @@ class SearchResult:
     answerable: bool
     mode: Literal["lexical", "hybrid"]
     notice: str = ""
-    # The question's search terms in matching form, with their IDF; `True` marks whole words
-    # (highlighted in answers), `False` character bigrams (used only to score sentences).
+    # The question's search terms in matching form, with their IDF; `True` marks topic words
+    # (highlighted in answers), `False` character bigrams and question-frame words (used only to
+    # score sentences).
     terms: tuple[tuple[str, float, bool], ...] = ()

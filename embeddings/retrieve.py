@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -10,17 +9,22 @@ import numpy as np
 
 from embeddings.dense import Embedder
 from embeddings.errors import BadQuestion, IndexError_
+from embeddings.expect import Expectation, expected_answer
 from embeddings.fusion import fuse
 from embeddings.lexical import LexicalIndex
 from embeddings.passage import Hit, Passage, SearchResult, Speech
 from embeddings.rerank import Reranker, rerank_order
 from embeddings.settings import EngineSettings
-from embeddings.store import REBUILD_HINT, StoredIndex
-from embeddings.textnorm import has_searchable_text
+from embeddings.store import DENSE_FILE, REBUILD_HINT, StoredIndex
+from embeddings.textnorm import has_searchable_text, matching_form
 from embeddings.tokenize import BIGRAM_PREFIX, load_stopwords, query_tokenizer
 
 MAX_QUERY_CHARS = 2000
 CONFIDENCE_FROM_TOP = 3
+# Low enough that full word coverage without the asked-for number or date stays below any sensible threshold.
+SHAPE_MISSING_FACTOR = 0.4
+COORDINATION_WEIGHT = 0.5
+RELATED_FLOOR = 0.25
 
 
 def validate_question(question: str, max_chars: int = MAX_QUERY_CHARS) -> str:
@@ -53,14 +57,19 @@ class Retriever:
         self.reranker = reranker
         self.settings = settings
         self.notice = notice
+        # Everything is read now: a rebuild by another process may delete this generation at any time.
         self.passages: list[Passage] = stored.read_passages()
+        self._speeches = stored.read_speeches()
         self.lexical = LexicalIndex.load(stored.directory / "lexical")
         lexical = settings.lexical
         self.tokenize = query_tokenizer(stored.directory / "query_dict.txt", Path(lexical.stopwords), lexical.bigrams)
         self.question_frames = load_stopwords(Path(lexical.question_frames))
+        self._matching_texts: dict[int, str] = {}  # row → matching form of its search text, filled as needed
         dense: dict[str, Any] = stored.manifest.get("dense") or {}
-        weight = float(dense.get("weight") or 0.0)
-        # A calibrated weight of 0 means the model cannot improve this index's ranking: skip its per-question cost.
+        configured = settings.fusion.dense_weight
+        # The configured weight applies as soon as it is set; "auto" takes the one calibrated at build time.
+        weight = float(dense.get("weight") or 0.0) if configured == "auto" else float(configured)
+        # A weight of 0 means the model cannot change the ranking: skip its per-question cost.
         usable = embedder is not None and dense.get("model") == embedder.name and weight > 0
         self.embedder = embedder if usable else None
         self.dense_weight = weight if usable else 0.0
@@ -68,11 +77,18 @@ class Retriever:
         if self.embedder is not None:
             from embeddings.vectors import load_vector_index
 
-            self.vectors = load_vector_index(stored.directory / "dense.faiss")
-        counts = {len(self.passages), self.lexical.num_docs} | (
+            self.vectors = load_vector_index(stored.directory / DENSE_FILE)
+            widths = {self.embedder.dimension, int(self.vectors.d), int(dense["dimension"])}
+            if len(widths) != 1:
+                raise IndexError_(
+                    f"the vectors in {stored.directory} do not fit the embedding model {self.embedder.name} "
+                    f"(dimensions {sorted(widths)}): the model changed since the index was built",
+                    REBUILD_HINT,
+                )
+        counts = {len(self.passages), self.lexical.num_docs, int(stored.manifest["counts"]["passages"])} | (
             {self.vectors.ntotal} if self.vectors is not None else set()
         )
-        if len(counts) != 1:
+        if len(counts) != 1 or not {p.speech_id for p in self.passages} <= set(self._speeches):
             raise IndexError_(
                 f"the index in {stored.directory} is inconsistent (row counts {sorted(counts)})", REBUILD_HINT
             )
@@ -81,9 +97,9 @@ class Retriever:
     def mode(self) -> str:
         return "hybrid" if self.vectors is not None else "lexical"
 
-    @cached_property
+    @property
     def speeches(self) -> dict[str, Speech]:
-        return self.stored.read_speeches()
+        return self._speeches
 
     def search(self, question: str, top_k: int = 5) -> SearchResult:
         """Rank passages for `question`; raises `BadQuestion` when there is nothing to search for."""
@@ -102,15 +118,24 @@ class Retriever:
             pool = np.union1d(pool, rows.astype(np.int64))
             floor = float(scores.min()) if len(scores) else 0.0
             dense = np.array([dense_scores.get(int(r), floor) for r in pool], dtype=np.float32)
-            fused = fuse(lexical[pool], dense, self.dense_weight)
+            fused = fuse(self._coordinated(tokens, lexical, pool), dense, self.dense_weight)
         else:
-            fused = lexical[pool]
+            fused = self._coordinated(tokens, lexical, pool)
         order = self._one_per_paragraph(pool[np.argsort(-fused, kind="stable")])
         if self.reranker is not None:
             head = order[: self.settings.rerank.candidates].tolist()
             scores = self.reranker.score(question, [self.passages[row].search_text for row in head])
             order = np.array(rerank_order(head, scores) + order[len(head) :].tolist(), dtype=np.int64)
-        order = order[:top_k]
+        order_rows = [row for row in order[:top_k].tolist() if lexical[row] > 0 or row in dense_scores]
+        # The speeches answer the question when one of the leading passages covers it; the direct
+        # answer then draws on all of them, not only on the first.
+        expectation = expected_answer(matching_form(question))
+        leading = order_rows[:CONFIDENCE_FROM_TOP]
+        confidence = max((self.confidence(tokens, row, expectation) for row in leading), default=0.0)
+        answerable = bool(order_rows) and confidence >= self.settings.fusion.min_confidence
+        if not answerable:
+            # Offered only as "possibly related": a passage sharing little of the question is noise.
+            order_rows = [row for row in order_rows if self.confidence(tokens, row) >= RELATED_FLOOR]
         fused_by_row = dict(zip(pool.tolist(), fused.tolist(), strict=True))
         hits = tuple(
             Hit(
@@ -121,21 +146,29 @@ class Retriever:
                 dense_score=dense_scores.get(row),
                 source="hybrid" if self.vectors is not None else "lexical",
             )
-            for rank, row in enumerate(order.tolist(), 1)
-            if lexical[row] > 0 or row in dense_scores
+            for rank, row in enumerate(order_rows, 1)
         )
-        # The speeches answer the question when one of the leading passages covers it; the direct
-        # answer then draws on all of them, not only on the first.
-        confidence = max((self.confidence(tokens, int(row)) for row in order[:CONFIDENCE_FROM_TOP]), default=0.0)
         return SearchResult(
             query=question,
             hits=hits,
             confidence=confidence,
-            answerable=bool(hits) and confidence >= self.settings.fusion.min_confidence,
+            answerable=answerable,
             mode="hybrid" if self.vectors is not None else "lexical",
             notice=self.notice,
             terms=self._terms(tokens),
         )
+
+    def _coordinated(self, tokens: list[str], lexical: np.ndarray, pool: np.ndarray) -> np.ndarray:
+        """BM25 of the `pool` rows, scaled down for passages that miss some of the question's words.
+
+        BM25 lets a passage that repeats two of three words outscore one that has all three; the
+        question's words are what the answer must talk about, so the share of them a passage holds
+        (Lucene's old "coordination factor") weighs in. Measured with half the weight on it: hit@1
+        on CMRC 0.975 → 0.976, on the speeches' dev questions 0.941 → 1.0, held-out 0.921 → 0.937.
+        """
+        words = [t for t in tokens if not t.startswith(BIGRAM_PREFIX)] or tokens
+        coordination = self.lexical.coordination(words, pool)
+        return lexical[pool] * ((1 - COORDINATION_WEIGHT) + COORDINATION_WEIGHT * coordination)
 
     def _one_per_paragraph(self, rows: np.ndarray) -> np.ndarray:
         """Citations name paragraphs, so a paragraph is shown once: by its best-ranked passage."""
@@ -152,17 +185,35 @@ class Retriever:
     def _terms(self, tokens: list[str]) -> tuple[tuple[str, float, bool], ...]:
         terms: dict[str, tuple[float, bool]] = {}
         for token in tokens:
-            is_word = not token.startswith(BIGRAM_PREFIX)
+            # Question-frame words ("时候", "目的") help pick sentences but are not worth highlighting.
+            is_word = not token.startswith(BIGRAM_PREFIX) and token not in self.question_frames
             text = token.removeprefix(BIGRAM_PREFIX)
             weight, was_word = terms.get(text, (0.0, False))
             terms[text] = (max(weight, self.lexical.idf(token)), was_word or is_word)
         return tuple((text, weight, is_word) for text, (weight, is_word) in terms.items())
 
-    def confidence(self, tokens: list[str], row: int) -> float:
+    def confidence(self, tokens: list[str], row: int, expectation: Expectation | None = None) -> float:
         """How much of the question passage `row` covers, rare words weighing more than common ones.
 
         Words, not bigrams: a bigram across two words of the question ("交多") says nothing about
-        whether the passage answers it, and would make every question look half-unanswered.
+        whether the passage answers it, and would make every question look half-unanswered. A word
+        counts when the passage's text contains it, whatever jieba made of that stretch of text
+        ("四中" inside "十九届四中全会"). A question asking for a number or a date that the passage
+        does not have gets a fraction of its coverage: the passage names the topic, not the answer.
         """
-        words = [t for t in tokens if not t.startswith(BIGRAM_PREFIX)] or tokens
-        return self.lexical.coverage(words, row, self.question_frames)
+        passage = self.passages[row]
+        text = self._matching_texts.get(row)
+        if text is None:
+            # Kept once computed: the same leading passages come up again and again.
+            text = self._matching_texts[row] = matching_form(passage.search_text)
+        matched = missed = 0.0
+        for token in {t for t in tokens if not t.startswith(BIGRAM_PREFIX)} or set(tokens):
+            weight = self.lexical.idf(token)
+            if token.removeprefix(BIGRAM_PREFIX) in text:
+                matched += weight
+            elif token not in self.question_frames:
+                missed += weight
+        coverage = matched / (matched + missed) if matched + missed > 0 else 0.0
+        if expectation is not None and not expectation.met_by(passage.text):
+            coverage *= SHAPE_MISSING_FACTOR
+        return coverage

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from bot.config import Config, CorpusSettings
 from embeddings.engine import open_retriever
@@ -22,6 +23,10 @@ SHARED = REPO.parent / "shared"
 DEV_QUESTIONS = SHARED / "eval" / "speeches-dev.jsonl"
 UNION = "union-building-campaign-speech.txt"
 LEAD_GOOSE = "lead-goose-annual-review-speech.txt"
+
+# The same examples on every run and machine, and no example database left in the tree.
+settings.register_profile("speechqa", derandomize=True, database=None, deadline=None)
+settings.load_profile("speechqa")
 
 
 @pytest.fixture(autouse=True)
@@ -46,6 +51,31 @@ def corpus_dir(tmp_path: Path) -> Path:
     target = tmp_path / "speeches"
     shutil.copytree(SPEECHES, target)
     return target
+
+
+def write_config_file(folder: Path, corpus: Path, *, dense_mode: str = "off", telegram: str = "") -> Path:
+    """`folder/config.toml` on the repo's dictionaries, its index and feedback log inside `folder`.
+
+    `telegram` holds extra lines for the `[telegram]` table, e.g. `admin_ids = [1]`.
+    """
+    jieba = REPO / "data" / "jieba"
+    lines = [
+        "[corpus]",
+        f'path = "{corpus}"',
+        f'index_dir = "{folder / "index"}"',
+        "[lexical]",
+        f'user_dict = "{jieba / "userdict.txt"}"',
+        f'stopwords = "{jieba / "stopwords.txt"}"',
+        f'question_frames = "{jieba / "question_frames.txt"}"',
+        "[dense]",
+        f'mode = "{dense_mode}"',
+        "[telegram]",
+        f'feedback_db = "{folder / "log.sqlite3"}"',
+        telegram,
+    ]
+    path = folder / "config.toml"
+    path.write_text("\n".join(lines) + "\n", "utf-8")
+    return path
 
 
 def make_config(corpus: Path, index: Path, **sections: Any) -> Config:
@@ -78,3 +108,23 @@ def shipped_retriever(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Retr
     config = make_config(corpus, root / "index")
     retriever, _ = open_retriever(config.corpus_path, config.index_path, config.engine)
     yield retriever
+
+
+def _tiny_model_text() -> str:
+    return "".join(p.read_text("utf-8") for p in SPEECHES.glob("*.txt")) + "问答工会是什么为何"
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real 32-dimension sentence-transformers model over the shipped speeches' characters."""
+    from tests.fakes import build_tiny_sentence_transformer
+
+    return build_tiny_sentence_transformer(tmp_path_factory.mktemp("model"), _tiny_model_text())
+
+
+@pytest.fixture(scope="session")
+def wide_tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Like `tiny_model` but 48 dimensions wide: another model that could be copied over the first."""
+    from tests.fakes import build_tiny_sentence_transformer
+
+    return build_tiny_sentence_transformer(tmp_path_factory.mktemp("wide-model"), _tiny_model_text(), dimension=48)

@@ -15,29 +15,12 @@ from bot.cli import main
 from bot.config import AnswerSettings
 from bot.render import NOT_FOUND, render_answer
 from embeddings.evaluate import load_questions, scoring_form
-from tests.conftest import DEV_QUESTIONS, REPO
-
-
-def _config_file(folder: Path, corpus: Path, **extra: str) -> Path:
-    lines = [
-        "[corpus]",
-        f'path = "{corpus}"',
-        f'index_dir = "{folder / "index"}"',
-        "[lexical]",
-        f'user_dict = "{REPO / "data/jieba/userdict.txt"}"',
-        f'stopwords = "{REPO / "data/jieba/stopwords.txt"}"',
-        f'question_frames = "{REPO / "data/jieba/question_frames.txt"}"',
-        "[dense]",
-        f"mode = {extra.get('dense_mode', chr(34) + 'off' + chr(34))}",
-    ]
-    path = folder / "config.toml"
-    path.write_text("\n".join(lines) + "\n", "utf-8")
-    return path
+from tests.conftest import DEV_QUESTIONS, REPO, write_config_file
 
 
 @pytest.fixture
 def config_file(tmp_path: Path, corpus_dir: Path) -> Path:
-    return _config_file(tmp_path, corpus_dir)
+    return write_config_file(tmp_path, corpus_dir)
 
 
 def test_direct_answers_cite_a_gold_passage(shipped_retriever):
@@ -94,7 +77,13 @@ def test_ask_json_has_every_citation_field_and_true_offsets(config_file, capsys)
 def test_ask_human_output(config_file, capsys):
     assert main(["--config", str(config_file), "ask", "工匠日是怎么设立的？"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("答：") and "出处：" in out and "第" in out and "段" in out
+    assert out.startswith("答：") and "出处：" in out
+    assert "全票通过了设立“工匠日”的决定" in out  # the answer itself, in the speaker's words
+    assert re.search(
+        r"^\[1\] 《某市全市工会组建百日攻坚行动比学赶超活动讲话稿范文》 › 一、“工匠日”的设立及启示 · 第\d+段$",
+        out,
+        re.M,
+    )
 
 
 def test_unanswerable_question_says_so(config_file, capsys):
@@ -120,7 +109,7 @@ def test_bad_questions_are_one_line_errors(config_file, capsys, question, messag
 
 
 def test_missing_corpus_folder(tmp_path: Path, capsys):
-    config = _config_file(tmp_path, tmp_path / "no-such-folder")
+    config = write_config_file(tmp_path, tmp_path / "no-such-folder")
     assert main(["--config", str(config), "ask", "工匠日"]) == 1
     err = capsys.readouterr().err
     assert "does not exist" in err and "next:" in err
@@ -135,6 +124,9 @@ def test_missing_corpus_folder(tmp_path: Path, capsys):
         ("[fusion]\ndense_weight = 2\n", "[fusion] dense_weight = 2.0 is out of range"),
         ("[dense]\ncolour = 1\n", "unknown key [dense] colour"),
         ("[dense\n", "not valid TOML"),
+        ("[lexical]\nk1 = -1\n", "[lexical] k1 = -1.0 is out of range; use 0.0 to 3.0"),
+        ("[segment]\nmax_chars = 3.5\n", "expected a whole number from 50 to 4000"),
+        ('source = "x"\n', "unknown key source; known keys: corpus, segment"),
     ],
 )
 def test_bad_config_names_the_key_and_the_allowed_values(tmp_path: Path, capsys, toml, expected):
@@ -144,8 +136,44 @@ def test_bad_config_names_the_key_and_the_allowed_values(tmp_path: Path, capsys,
     assert expected in capsys.readouterr().err
 
 
+def test_config_errors_say_what_to_edit(tmp_path: Path, capsys):
+    config = tmp_path / "bad.toml"
+    config.write_text("[answer]\ntop_k = 0\n", "utf-8")
+    assert main(["ask", "工匠日", "--config", str(config)]) == 1  # --config also after the command
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and err[1] == f"  next: edit {config} (config.toml in the repository shows every key)"
+
+
+def test_a_missing_config_named_by_the_environment_says_so(tmp_path: Path, monkeypatch, capsys):
+    monkeypatch.setenv("SPEECHQA_CONFIG", str(tmp_path / "gone.toml"))
+    assert main(["doctor"]) == 1
+    err = capsys.readouterr().err
+    assert "(from $SPEECHQA_CONFIG) does not exist" in err and "unset it" in err
+
+
+def test_file_system_errors_are_one_line(tmp_path: Path, corpus_dir: Path, capsys):
+    config = write_config_file(tmp_path, corpus_dir)
+    (tmp_path / "index").write_text("a file where the index folder should be", "utf-8")
+    assert main(["--config", str(config), "ask", "工匠日是怎么设立的？"]) == 1
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("speechqa: error:")]
+    assert len(errors) == 1 and str(tmp_path / "index") in errors[0]
+    assert "Traceback" not in err and "next: check that path" in err
+
+
+def test_the_lexical_only_notice_goes_to_stderr_once(tmp_path: Path, corpus_dir: Path, capsys):
+    config = write_config_file(tmp_path, corpus_dir, dense_mode="auto")
+    text = config.read_text("utf-8").replace('mode = "auto"', f'mode = "auto"\nmodel = "{tmp_path / "no-model-here"}"')
+    config.write_text(text, "utf-8")
+    assert main(["--config", str(config), "ask", "好干部的标准是什么？"]) == 0
+    captured = capsys.readouterr()
+    assert "lexical-only" not in captured.out and captured.out.startswith("答：")
+    notices = [line for line in captured.err.splitlines() if "lexical-only mode" in line]
+    assert len(notices) == 1 and notices[0].startswith("note: lexical-only mode")
+
+
 def test_config_from_environment(tmp_path: Path, corpus_dir: Path, monkeypatch, capsys):
-    config = _config_file(tmp_path, corpus_dir)
+    config = write_config_file(tmp_path, corpus_dir)
     monkeypatch.setenv("SPEECHQA_CONFIG", str(config))
     assert main(["ask", "好干部的标准是什么？", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["found"] is True
@@ -184,7 +212,7 @@ def test_doctor_lists_problems_with_fixes(config_file, capsys):
     code = main(["--config", str(config_file), "doctor"])
     out = capsys.readouterr().out
     assert "jieba" in out and "corpus" in out and "index" in out
-    assert "fix: speechqa index" in out  # nothing built yet
+    assert f"fix: speechqa --config {config_file} index" in out  # nothing built yet, and for this config
     assert code == 0  # a missing index is not fatal: ask builds it
 
 

@@ -8,15 +8,17 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from tests.conftest import REPO
-from tests.test_answer_cli import _config_file
+from bot.cli import _chat_reply
+from bot.config import AnswerSettings
+from bot.session import Conversation, follow_up
+from tests.conftest import REPO, write_config_file
 
 PROMPT = "问> "
 
 
 @pytest.fixture
 def chat(tmp_path: Path, corpus_dir: Path):
-    config = _config_file(tmp_path, corpus_dir)
+    config = write_config_file(tmp_path, corpus_dir)
     child = pexpect.spawn(
         sys.executable,
         ["-m", "bot.cli", "--config", str(config), "chat"],
@@ -75,7 +77,7 @@ def test_follow_ups_in_words_and_bad_input(chat):
 
     chat.sendline("？？？")
     chat.expect_exact(PROMPT)
-    assert "无法回答" in chat.before
+    assert "没有可以检索的文字" in chat.before
 
     chat.sendline("/help")
     chat.expect_exact(PROMPT)
@@ -92,3 +94,33 @@ def test_line_editing_history_recalls_the_last_question(chat):
     chat.send("\r")
     chat.expect_exact(PROMPT)
     assert "忠诚、干净、担当" in chat.before
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("还有呢？", ("more", 0)),
+        ("还有其他的吗？", ("more", 0)),
+        ("请继续", ("more", 0)),
+        ("换一批", ("more", 0)),
+        ("第二条的全文", ("open", 2)),
+        ("第一条的原文是什么？", ("open", 1)),
+        ("把第三条展开", ("open", 3)),
+        ("第十二条", ("open", 12)),
+        ("看看 3", ("open", 3)),
+        ("还有哪些措施？", None),
+        ("第三是会风好", None),
+        ("2019", None),
+    ],
+)
+def test_follow_ups_are_recognised_and_questions_are_not(line, expected):
+    assert follow_up(line) == expected
+
+
+def test_chat_replies_before_any_question(shipped_retriever):
+    conversation = Conversation(shipped_retriever, AnswerSettings())
+    assert _chat_reply("还有呢？", conversation, colour=False) == "请先提一个问题。"
+    assert _chat_reply("/open", conversation, colour=False).startswith("用法：/open N")
+    assert "没有第 1 条出处" in _chat_reply("/open 1", conversation, colour=False)
+    assert "请控制在 500 字以内" in _chat_reply("问" * 600, conversation, colour=False)
+    assert _chat_reply("/nope", conversation, colour=False).startswith("未知命令 /nope")

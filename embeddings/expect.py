@@ -1,0 +1,79 @@
+"""What kind of answer a question asks for, and whether a passage could hold one.
+
+"劳模工匠绿道有多长？" is fully covered by a passage that names the greenway, yet the speeches never
+give its length. Word overlap cannot tell the two apart; the shape of the answer can: a question
+asking how many, how long, how much of a share or when needs a number, a measure or a date, and a
+passage without one does not answer it. Only those kinds are checked, because their answers have
+a shape text can be tested for; who/what/why answers do not.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import Enum
+
+# A number as speeches write it: digits (5.87) or Chinese numerals (一百, 四, 两).
+_NUMBER = r"(?:\d+(?:\.\d+)?|[零〇一二两三四五六七八九十百千万亿半]+)"
+_MEASURE_WORDS = "个位家人天年次项条名种层点倍元块岁届批所场件字周月"
+_LENGTH_UNITS = "公里|千米|厘米|米|里|平方米|亩"
+_DURATION_UNITS = "年|个月|月|天|日|周|小时|分钟"
+
+_ASKS_WHEN = re.compile(r"什么时候|什么时间|何时|几时|哪一?天|哪一?年|几月|几号|哪个月|几点")
+_ASKS_SHARE = re.compile(r"(?:率|比例|比重|占比)[是有为]?(?:多少|几)")
+_ASKS_DURATION = re.compile(r"多久|多长时间")
+_ASKS_LENGTH = re.compile(r"多长|多远|多高|多宽|多深")
+# "哪几种类型" asks which kinds, not how many.
+_ASKS_COUNT = re.compile(rf"(?<!哪)(?:多少|几)(公里|千米|米|小时|分钟|[{_MEASURE_WORDS}])?")
+
+_DATE = re.compile(rf"\d{{3,4}}|{_NUMBER}\s*[年月日号]|[今明去前后]年|年[底初中]|月[底初中]|[今明昨]天|期间|之前|以来")
+_SHARE = re.compile(r"[%％]|百分之|[一二三四五六七八九十]成")
+_DURATION = re.compile(rf"{_NUMBER}\s*(?:{_DURATION_UNITS})")
+_LENGTH = re.compile(rf"{_NUMBER}\s*(?:{_LENGTH_UNITS})")
+_ANY_AMOUNT = re.compile(r"\d|[零〇一二两三四五六七八九十]+[百千万亿]|百分之")
+
+
+class AnswerKind(Enum):
+    WHEN = "when"
+    SHARE = "share"
+    DURATION = "duration"
+    LENGTH = "length"
+    COUNT = "count"
+
+
+@dataclass(frozen=True, slots=True)
+class Expectation:
+    """The answer's kind; for counts also the measure word asked for (`多少家` → 家)."""
+
+    kind: AnswerKind
+    unit: str = ""
+
+    def met_by(self, text: str) -> bool:
+        """Whether `text` holds something of the expected shape."""
+        if self.kind is AnswerKind.WHEN:
+            return bool(_DATE.search(text))
+        if self.kind is AnswerKind.SHARE:
+            return bool(_SHARE.search(text))
+        if self.kind is AnswerKind.DURATION:
+            return bool(_DURATION.search(text))
+        if self.kind is AnswerKind.LENGTH:
+            return bool(_LENGTH.search(text))
+        if self.unit:
+            return re.search(rf"{_NUMBER}\s*{re.escape(self.unit)}", text) is not None
+        return bool(_ANY_AMOUNT.search(text))
+
+
+def expected_answer(question: str) -> Expectation | None:
+    """The shape `question` (in matching form) asks for, or None when its answer has no testable shape."""
+    if _ASKS_WHEN.search(question):
+        return Expectation(AnswerKind.WHEN)
+    if _ASKS_SHARE.search(question):
+        return Expectation(AnswerKind.SHARE)
+    if _ASKS_DURATION.search(question):
+        return Expectation(AnswerKind.DURATION)
+    if _ASKS_LENGTH.search(question):
+        return Expectation(AnswerKind.LENGTH)
+    count = _ASKS_COUNT.search(question)
+    if count:
+        return Expectation(AnswerKind.COUNT, count.group(1) or "")
+    return None
