@@ -113,10 +113,14 @@ def rebuild(
     embedder: Embedder | None,
     note: str,
     progress: bool,
+    on_start: Callable[[], None] | None = None,
 ) -> BuildReport:
+    """Read the corpus and build its index; `on_start` hears when the corpus has loaded and the build begins."""
     # Fingerprint before reading: a file edited during the build then shows up as changed next time.
     fingerprint = corpus_fingerprint(corpus_root)
     corpus = load_corpus(corpus_root, settings.segment)
+    if on_start is not None:
+        on_start()
     return build_index(
         corpus,
         settings,
@@ -152,10 +156,20 @@ def open_retriever(
         needs_build, reason = True, changed
 
     def build(why: str) -> BuildReport:
-        logger.info("building the index: %s", why)
-        if on_rebuild is not None:
-            on_rebuild(why)
-        return rebuild(corpus_root, index_root, settings, embedder=embedder, note=dense_notice, progress=progress)
+        def announce() -> None:  # only once the corpus has loaded: a missing corpus is an error, not a build
+            logger.info("building the index: %s", why)
+            if on_rebuild is not None:
+                on_rebuild(why)
+
+        return rebuild(
+            corpus_root,
+            index_root,
+            settings,
+            embedder=embedder,
+            note=dense_notice,
+            progress=progress,
+            on_start=announce,
+        )
 
     report = build(reason) if needs_build else None
     stored = open_stored(index_root) if report is not None or status.stored is None else status.stored

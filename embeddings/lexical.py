@@ -88,15 +88,16 @@ class LexicalIndex:
 
     def coordination(self, tokens: Sequence[str], rows: np.ndarray) -> np.ndarray:
         """For each of `rows`, the IDF-weighted share of the distinct `tokens` that passage contains."""
-        present = np.zeros(len(rows), dtype=np.float32)
+        # Scattering into one array per question beats a set test per token (np.isin sorts every time).
+        held = np.zeros(self.num_docs, dtype=np.float32)
         total = 0.0
         for token in set(tokens):
             weight = self.idf(token)
             total += weight
             token_id = self.vocab.get(token)
             if token_id is not None:
-                present += weight * np.isin(rows, self.indices[self.indptr[token_id] : self.indptr[token_id + 1]])
-        return present / total if total > 0 else present
+                held[self.indices[self.indptr[token_id] : self.indptr[token_id + 1]]] += weight
+        return held[rows] / total if total > 0 else held[rows]
 
 
 def _consistent(data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, vocab: object, num_docs: object) -> bool:

@@ -42,6 +42,16 @@ def validate_question(question: str, max_chars: int = MAX_QUERY_CHARS) -> str:
     return question
 
 
+def top_rows(scores: np.ndarray, count: int) -> np.ndarray:
+    """The rows of the `count` highest scores, best first, ties in row order: `argsort` without sorting it all."""
+    if count >= len(scores):
+        return np.argsort(-scores, kind="stable")
+    kth = np.partition(scores, len(scores) - count)[len(scores) - count]
+    above = np.flatnonzero(scores > kth)
+    head = np.concatenate([above, np.flatnonzero(scores == kth)[: count - len(above)]])
+    return head[np.lexsort((head, -scores[head]))]
+
+
 class Retriever:
     """Searches one index generation; row *i* of every part is passage *i*."""
 
@@ -88,7 +98,7 @@ class Retriever:
         counts = {len(self.passages), self.lexical.num_docs, int(stored.manifest["counts"]["passages"])} | (
             {self.vectors.ntotal} if self.vectors is not None else set()
         )
-        if len(counts) != 1 or not {p.speech_id for p in self.passages} <= set(self._speeches):
+        if len(counts) != 1:
             raise IndexError_(
                 f"the index in {stored.directory} is inconsistent (row counts {sorted(counts)})", REBUILD_HINT
             )
@@ -107,7 +117,7 @@ class Retriever:
         tokens = self.tokenize(question)
         lexical = self.lexical.scores(tokens)
         candidates = self.settings.fusion.candidates
-        pool = np.argsort(-lexical, kind="stable")[:candidates]
+        pool = top_rows(lexical, candidates)
         dense_scores: dict[int, float] = {}
         if self.vectors is not None and self.embedder is not None:
             from embeddings.vectors import search_vectors

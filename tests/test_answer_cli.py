@@ -113,6 +113,7 @@ def test_missing_corpus_folder(tmp_path: Path, capsys):
     assert main(["--config", str(config), "ask", "工匠日"]) == 1
     err = capsys.readouterr().err
     assert "does not exist" in err and "next:" in err
+    assert "building the index" not in err  # no build is announced for a corpus that is not there
 
 
 @pytest.mark.parametrize(

@@ -145,3 +145,39 @@ def test_reranker_seam_changes_the_order(config_factory):
     after = [h.passage.passage_id for h in reranked.search(question, top_k=20).hits]
     assert sorted(before) == sorted(after) and before != after
     assert after[0] == before[-1]
+
+
+def test_an_index_of_bare_passages_opens_and_searches(tmp_path: Path):
+    """As the benchmark builds CMRC: passages with no speech records behind them."""
+    from embeddings.build import build_index
+    from embeddings.corpus import Corpus
+    from embeddings.passage import Passage
+    from embeddings.retrieve import Retriever
+    from embeddings.settings import EngineSettings, LexicalSettings
+    from embeddings.store import open_stored
+
+    texts = ["西湖区总工会组建工作有高度。", "春风行动一吹就是20年。"]
+    passages = tuple(
+        Passage(f"p{i}", f"p{i}", f"标题{i}", (), 1, 1, 0, len(text), text) for i, text in enumerate(texts)
+    )
+    settings = EngineSettings(
+        lexical=LexicalSettings(
+            user_dict=str(REPO / "data/jieba/userdict.txt"),
+            stopwords=str(REPO / "data/jieba/stopwords.txt"),
+            question_frames=str(REPO / "data/jieba/question_frames.txt"),
+        )
+    )
+    build_index(Corpus(tmp_path, (), passages, ()), settings, tmp_path / "index", embedder=None)
+    retriever = Retriever(open_stored(tmp_path / "index"), settings)
+    assert retriever.search("春风行动坚持了多少年？").hits[0].passage.passage_id == "p1"
+
+
+def test_top_rows_is_a_stable_argsort_cut_short():
+    from embeddings.retrieve import top_rows
+
+    rng = np.random.default_rng(7)
+    for size in (3, 50, 51, 400):
+        for _ in range(50):
+            scores = rng.integers(0, 5, size).astype(np.float32)  # many ties, also at the cut
+            for count in (1, 10, 50):
+                assert top_rows(scores, count).tolist() == np.argsort(-scores, kind="stable")[:count].tolist()
