@@ -142,8 +142,8 @@ def _direct_sentences(
     """The sentences that best answer: the best one, what it announces, and any as good as it.
 
     A sentence scores by the question's words it holds, plus a bonus when it has the number or
-    date the question asks for. One that ends in a colon ("主要有三个方面：") announces what
-    follows, which is then the answer.
+    date the question asks for. A best sentence that ends in a colon ("主要有三个方面：") or only
+    names the point ("第四要好共事。") announces what follows, which then joins the answer.
     """
     scored = []
     for citation in citations[:DIRECT_FROM_TOP]:
