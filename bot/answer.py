@@ -12,11 +12,11 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from embeddings.expect import Expectation, expected_answer
+from embeddings.expect import Expectation
 from embeddings.passage import Hit, Passage, SearchResult
 from embeddings.segment import sentence_spans
 from embeddings.structure import heading_level
-from embeddings.textnorm import matching_form, to_simplified
+from embeddings.textnorm import to_simplified
 
 from .config import AnswerSettings
 
@@ -99,9 +99,8 @@ def compose(result: SearchResult, settings: AnswerSettings, hits: tuple[Hit, ...
         Citation(n, hit.passage, hit.score, *_snippet(hit.passage.text, weights, words, settings.snippet_chars))
         for n, hit in enumerate(page, 1)
     )
-    expectation = expected_answer(matching_form(result.query))
     direct = (
-        _direct_sentences(citations, weights, settings.direct_sentences, expectation)
+        _direct_sentences(citations, weights, settings.direct_sentences, result.expectation)
         if result.answerable and hits is None
         else ()
     )

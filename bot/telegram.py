@@ -126,7 +126,6 @@ async def post_init(application: Application) -> None:
     retriever, report = await asyncio.to_thread(
         open_retriever, config.corpus_path, config.index_path, config.engine, False, True
     )
-    await asyncio.to_thread(telegram_admin.load_fully, retriever)
     if report is not None:
         logger.info("index built: %d passages", report.passages)
     if retriever.notice:

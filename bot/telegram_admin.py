@@ -132,14 +132,8 @@ def full_rebuild(config: Config) -> tuple[BuildReport, Retriever]:
 
 
 def reopen(config: Config) -> Retriever:
-    """A retriever over the (refreshed) index, with everything it reads from disk already read."""
+    """A retriever over the (refreshed) index; it reads all it needs from disk as it opens."""
     retriever, _ = open_retriever(config.corpus_path, config.index_path, config.engine, False, True)
-    return load_fully(retriever)
-
-
-def load_fully(retriever: Retriever) -> Retriever:
-    """Read the lazily loaded speeches now: answers must not need the index folder afterwards."""
-    _ = retriever.speeches
     return retriever
 
 

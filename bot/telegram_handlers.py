@@ -94,7 +94,7 @@ async def text_message(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
 async def docs(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """List the speeches in the index with their passage counts."""
     retriever = bot_state(context).retriever
-    speeches = await asyncio.to_thread(lambda: retriever.speeches)
+    speeches = retriever.speeches
     counts = Counter(passage.speech_id for passage in retriever.passages)
     rows = [(s.title, s.source, counts[speech_id], s.aliases) for speech_id, s in speeches.items()]
     await reply(update, context, split_message(docs_blocks(rows)), escape=False)

@@ -11,6 +11,8 @@ import hashlib
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from embeddings.expect import Expectation
+
 SECTION_SEPARATOR = " › "
 
 
@@ -141,3 +143,4 @@ class SearchResult:
     # (highlighted in answers), `False` character bigrams and question-frame words (used only to
     # score sentences).
     terms: tuple[tuple[str, float, bool], ...] = ()
+    expectation: Expectation | None = None  # the shape of answer the question asks for, if it has one

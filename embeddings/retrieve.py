@@ -52,6 +52,11 @@ def top_rows(scores: np.ndarray, count: int) -> np.ndarray:
     return head[np.lexsort((head, -scores[head]))]
 
 
+def _words(tokens: list[str]) -> list[str]:
+    """The jieba words among `tokens`; the bigrams when there are none (a question of single characters)."""
+    return [t for t in tokens if not t.startswith(BIGRAM_PREFIX)] or tokens
+
+
 class Retriever:
     """Searches one index generation; row *i* of every part is passage *i*."""
 
@@ -69,7 +74,7 @@ class Retriever:
         self.notice = notice
         # Everything is read now: a rebuild by another process may delete this generation at any time.
         self.passages: list[Passage] = stored.read_passages()
-        self._speeches = stored.read_speeches()
+        self.speeches: dict[str, Speech] = stored.read_speeches()
         self.lexical = LexicalIndex.load(stored.directory / "lexical")
         lexical = settings.lexical
         self.tokenize = query_tokenizer(stored.directory / "query_dict.txt", Path(lexical.stopwords), lexical.bigrams)
@@ -106,10 +111,6 @@ class Retriever:
     @property
     def mode(self) -> str:
         return "hybrid" if self.vectors is not None else "lexical"
-
-    @property
-    def speeches(self) -> dict[str, Speech]:
-        return self._speeches
 
     def search(self, question: str, top_k: int = 5) -> SearchResult:
         """Rank passages for `question`; raises `BadQuestion` when there is nothing to search for."""
@@ -166,6 +167,7 @@ class Retriever:
             mode="hybrid" if self.vectors is not None else "lexical",
             notice=self.notice,
             terms=self._terms(tokens),
+            expectation=expectation,
         )
 
     def _coordinated(self, tokens: list[str], lexical: np.ndarray, pool: np.ndarray) -> np.ndarray:
@@ -176,8 +178,7 @@ class Retriever:
         (Lucene's old "coordination factor") weighs in. Measured with half the weight on it: hit@1
         on CMRC 0.975 → 0.976, on the speeches' dev questions 0.941 → 1.0, held-out 0.921 → 0.937.
         """
-        words = [t for t in tokens if not t.startswith(BIGRAM_PREFIX)] or tokens
-        coordination = self.lexical.coordination(words, pool)
+        coordination = self.lexical.coordination(_words(tokens), pool)
         return lexical[pool] * ((1 - COORDINATION_WEIGHT) + COORDINATION_WEIGHT * coordination)
 
     def _one_per_paragraph(self, rows: np.ndarray) -> np.ndarray:
@@ -217,7 +218,7 @@ class Retriever:
             # Kept once computed: the same leading passages come up again and again.
             text = self._matching_texts[row] = matching_form(passage.search_text)
         matched = missed = 0.0
-        for token in {t for t in tokens if not t.startswith(BIGRAM_PREFIX)} or set(tokens):
+        for token in set(_words(tokens)):
             weight = self.lexical.idf(token)
             if token.removeprefix(BIGRAM_PREFIX) in text:
                 matched += weight

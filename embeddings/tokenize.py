@@ -140,11 +140,11 @@ def _common_words(user_dict: str) -> tuple[tuple[str, int], ...]:
     return tuple(sorted(((w, f) for w, f in full.FREQ.items() if f > 0), key=lambda item: -item[1])[:COMMON_WORDS])
 
 
-def write_query_dictionary(path: Path, corpus_words: Iterable[str], user_dict: Path) -> None:
+def write_query_dictionary(path: Path, words: Iterable[str], user_dict: Path) -> None:
     """The given words jieba knows, domain words and jieba's most frequent words, with jieba's frequencies."""
     full = _full_segmenter(str(user_dict))
     frequencies = dict(_common_words(str(user_dict)))
-    for word in corpus_words:
+    for word in words:
         if full.FREQ.get(word, 0) > 0:
             frequencies[word] = full.FREQ[word]
     for word in load_user_words(user_dict):
