@@ -11,14 +11,14 @@ TORCH_SPEC     ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 STAMP := $(VENV)/.installed
 
-.PHONY: install ask chat index bot test lint bench bench-bot clean
+.PHONY: install ask chat index bot serve test lint bench bench-bot bench-web clean
 export Q
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -e ".[dense,bot,dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dense,bot,web,dev]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -36,6 +36,9 @@ index: $(STAMP)
 bot: $(STAMP)
 	@$(BIN)/speechqa bot
 
+serve: $(STAMP)
+	@$(BIN)/speechqa serve
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -51,6 +54,9 @@ bench: $(STAMP)
 
 bench-bot: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_bot --users 50 --questions 4
+
+bench-web: $(STAMP)
+	$(BIN)/python -m benchmarks.bench_web
 
 clean:
 	rm -rf $(VENV) data/index .mypy_cache .ruff_cache .pytest_cache

@@ -7,6 +7,7 @@
     speechqa eval QUESTIONS.jsonl          hit@k, MRR, abstention and latency on a question set
     speechqa doctor                        what is installed, configured and built, and what to fix
     speechqa bot                           the Telegram bot (token from TELEGRAM_BOT_TOKEN)
+    speechqa serve [--host H] [--port P]   the web page and JSON API (default http://127.0.0.1:8000/)
 
 Output is for people by default and JSON with --json. Errors are one line on stderr with the next
 step, and a non-zero exit code; never a traceback.
@@ -291,6 +292,18 @@ def cmd_bot(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace, config: Config) -> int:
+    from .web.serve import serve
+
+    # A server runs for days: its lines need times, and start-up and requests are worth a line each.
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    if logging.getLogger().getEffectiveLevel() > logging.INFO:
+        logging.getLogger("bot.web").setLevel(logging.INFO)
+    serve(config, args.host or config.web.host, config.web.port if args.port is None else args.port)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="speechqa", description="Cited answers from a corpus of Chinese speeches.")
     parser.add_argument("--config", help="config file (default: $SPEECHQA_CONFIG or ./config.toml)")
@@ -324,6 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = add("doctor", cmd_doctor, "check installation, model, corpus and index; say how to fix problems")
     doctor.add_argument("--json", action="store_true")
     add("bot", cmd_bot, "run the Telegram bot (long polling; token from TELEGRAM_BOT_TOKEN)")
+    serve = add("serve", cmd_serve, "serve the web page and JSON API (access token from SPEECHQA_WEB_TOKEN)")
+    serve.add_argument("--host", help="address to listen on (default from config: 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default from config: 8000; 0 picks a free one)")
     return parser
 
 

@@ -55,6 +55,18 @@ class TelegramSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class WebSettings:
+    """`speechqa serve`; the optional access token comes only from SPEECHQA_WEB_TOKEN."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    retrieval_threads: int = 2
+    max_pending: int = 100
+    rate_limit_per_minute: int = 60
+    max_body_bytes: int = 16384
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     corpus: CorpusSettings = field(default_factory=CorpusSettings)
     segment: SegmentSettings = field(default_factory=SegmentSettings)
@@ -64,6 +76,7 @@ class Config:
     rerank: RerankSettings = field(default_factory=RerankSettings)
     answer: AnswerSettings = field(default_factory=AnswerSettings)
     telegram: TelegramSettings = field(default_factory=TelegramSettings)
+    web: WebSettings = field(default_factory=WebSettings)
     source: str = "(defaults)"
 
     @property
@@ -142,6 +155,11 @@ _RANGES: tuple[tuple[str, str, float, float], ...] = (
     ("answer", "direct_sentences", 1, 10),
     ("answer", "snippet_chars", 40, 2000),
     ("telegram", "rate_limit_per_minute", 1, 1000),
+    ("web", "port", 1, 65535),
+    ("web", "retrieval_threads", 1, 32),
+    ("web", "max_pending", 1, 10000),
+    ("web", "rate_limit_per_minute", 1, 100000),
+    ("web", "max_body_bytes", 1024, 1048576),
 )
 
 
