@@ -228,7 +228,7 @@ def test_token_is_required_and_never_logged(serve: Callable[..., TestClient], ca
     assert client.get("/").status_code == 200 and client.get("/api/health").status_code == 200
     assert all(token not in record.getMessage() for record in caplog.records)
     info = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
-    assert any("path=/api/ask status=200" in line for line in info)
+    assert any("path=/api/ask status=200" in line and "found=True hits=5" in line for line in info)
     assert all(QUESTION not in line for line in info)
     assert any(QUESTION in r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG)
 
@@ -250,3 +250,13 @@ def test_page_is_self_contained_and_inserts_text_only(serve: Callable[..., TestC
         schema["paths"]
     )
     assert client.get("/docs").status_code == 404  # Swagger UI would load from a CDN
+
+
+def test_a_request_is_one_log_line_even_with_a_newline_in_its_path(
+    serve: Callable[..., TestClient], caplog: pytest.LogCaptureFixture
+) -> None:
+    client = serve()
+    caplog.set_level(logging.INFO, logger="bot.web")
+    assert client.get("/api/paragraphs/x%0Arequest%20method=GET%20status=200").status_code == 404
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("request ")]
+    assert len(lines) == 1 and "\n" not in lines[0] and "status=404" in lines[0]

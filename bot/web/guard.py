@@ -2,7 +2,8 @@
 
 A plain ASGI middleware rather than `BaseHTTPMiddleware`, which would add a task per request. The
 log line names the method, path (never the query string, which may hold a question), status,
-client and time; questions and the token never reach the INFO log.
+client, time and what the endpoint adds (an answer's length and outcome); questions and the token
+never reach the INFO log.
 """
 
 from __future__ import annotations
@@ -99,9 +100,11 @@ class Guard:
                 await refusal(send_with_headers)
         finally:
             elapsed = (time.perf_counter() - started) * 1000
-            logger.info(
-                "request method=%s path=%s status=%d ms=%.1f client=%s", scope["method"], path, status, elapsed, client
-            )
+            outcome = scope.get("state", {}).get("outcome", "")
+            # As received, still percent-encoded: a decoded %0A would forge a log line.
+            shown = scope.get("raw_path", b"").decode("latin-1") or path
+            line = f"request method={scope['method']} path={shown} status={status} ms={elapsed:.1f} client={client}"
+            logger.info("%s", f"{line} {outcome}" if outcome else line)
 
     async def _check(self, scope: Scope, receive: Receive, path: str, client: str) -> tuple[Refusal | None, Receive]:
         """A refusal to send instead of the app's response, or None; and the body to hand the app."""
