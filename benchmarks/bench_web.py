@@ -14,7 +14,8 @@ measurements, each a fixed number of requests:
 - page: `/?q=…` loaded `--page-loads` times in headless Chromium; the time from navigation start to
   the frame that shows the answer (a mark the page sets once it has painted); the floor is 1 s.
 
-Prints JSON with the figures and whether each floor holds.
+Prints JSON with the figures, the machine's load average before and after, and whether each floor
+holds. `--screenshot PATH` also saves the page with its answer (docs/web.png in the README).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import shutil
 import statistics
@@ -41,7 +43,6 @@ from embeddings.engine import open_retriever
 
 REPO = Path(__file__).resolve().parents[1]
 QUESTIONS = REPO / "benchmarks" / "questions" / "speeches-heldout.jsonl"
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 OVERHEAD_FLOOR_MS, P95_FLOOR_MS, PAINT_FLOOR_MS = 15.0, 300.0, 1000.0
 ROUNDS = 3
 # Milliseconds from navigation start to the mark the page sets once the answer has painted.
@@ -159,13 +160,14 @@ async def load(url: str, asked: list[str], clients: int, per_client: int) -> dic
     }
 
 
-def page(url: str, question: str, loads: int, profile: Path) -> dict[str, Any]:
+def page(url: str, question: str, loads: int, profile: Path, screenshot: Path | None) -> dict[str, Any]:
+    from tests.browser import CHROMEDRIVER, CHROMIUM, chromium
+
     if not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()):
         return {"skipped": "needs Debian's chromium and chromium-driver"}
-    from tests.test_web_page import chromium
 
     painted, wall = [], []
-    driver = chromium(profile)
+    driver = chromium(profile, 880, 1040)
     try:
         for _ in range(loads + 1):  # the first load warms the browser's cache and is not counted
             started = time.perf_counter()
@@ -180,6 +182,8 @@ def page(url: str, question: str, loads: int, profile: Path) -> dict[str, Any]:
                 raise SystemExit("the page never showed an answer")
             painted.append(float(mark))
             wall.append((time.perf_counter() - started) * 1000)
+        if screenshot is not None:
+            driver.save_screenshot(str(screenshot))
     finally:
         driver.quit()
     painted, wall = painted[1:], wall[1:]
@@ -196,17 +200,23 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--questions", type=int, default=20, help="questions per client")
     parser.add_argument("--page-loads", type=int, default=5)
+    parser.add_argument("--screenshot", type=Path, help="save the page with its answer as a PNG here")
     args = parser.parse_args()
     asked = questions()
+    # Other work on the machine slows the server (one Python process) and the clients alike.
+    before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-web-") as folder:
         server, url, config = start_server(Path(folder))
         try:
             report: dict[str, Any] = {"overhead": overhead(url, config, asked)}
             report["load"] = asyncio.run(load(url, asked, args.clients, args.questions))
-            report["page"] = page(url, "工匠日是怎么设立的？", args.page_loads, Path(folder) / "profile")
+            report["page"] = page(
+                url, "工匠日是怎么设立的？", args.page_loads, Path(folder) / "profile", args.screenshot
+            )
         finally:
             server.terminate()
             server.wait(30)
+    report["machine"] = {"cpus": os.cpu_count(), "load_average_1min": [before, os.getloadavg()[0]]}
     page_ms = report["page"].get("answer_painted_max_ms")
     report["floors"] = {
         f"overhead p50 ≤ {OVERHEAD_FLOOR_MS:.0f} ms": report["overhead"]["overhead_p50_ms"] <= OVERHEAD_FLOOR_MS,

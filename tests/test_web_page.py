@@ -20,19 +20,19 @@ pytest.importorskip("selenium", reason="selenium is not installed (pip install -
 
 import uvicorn
 from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
+from bot.config import Config
 from bot.web.app import create_app
 from bot.web.serve import bind
 from embeddings.engine import open_retriever
+from embeddings.retrieve import Retriever
+from tests.browser import CHROMEDRIVER, CHROMIUM, chromium
 from tests.conftest import SPEECHES, make_config
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 pytestmark = pytest.mark.skipif(
     not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()),
     reason="needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)",
@@ -69,34 +69,19 @@ class ThreadedServer:
         self._sock.close()
 
 
-def chromium(user_data: Path, width: int = 1100, height: int = 900) -> webdriver.Chrome:
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        f"--user-data-dir={user_data}",
-        f"--window-size={width},{height}",
-    ):
-        options.add_argument(flag)
-    return webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
-
-
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The shipped speeches plus one whose text is hostile markup, served on loopback."""
+def hostile_index(tmp_path_factory: pytest.TempPathFactory) -> tuple[Config, Retriever]:
+    """The shipped speeches plus one whose text is hostile markup."""
     root = tmp_path_factory.mktemp("site")
     shutil.copytree(SPEECHES, root / "speeches")
     (root / "speeches" / "hostile.txt").write_text(HOSTILE, "utf-8")
     config = make_config(root / "speeches", root / "index")
-    retriever, _ = open_retriever(config.corpus_path, config.index_path, config.engine)
+    return config, open_retriever(config.corpus_path, config.index_path, config.engine)[0]
+
+
+@pytest.fixture(scope="module")
+def site(hostile_index: tuple[Config, Retriever]) -> Iterator[str]:
+    config, retriever = hostile_index
     with ThreadedServer(create_app(config, lambda: retriever)) as server:
         yield server.url
 
@@ -117,6 +102,7 @@ def wait_for(driver: webdriver.Chrome, css: str) -> Any:
 def test_typed_question_gets_a_cited_answer_and_a_paragraph(site: str, browser: webdriver.Chrome) -> None:
     browser.get(site)
     box = wait_for(browser, "#question")
+    assert not browser.find_element(By.ID, "token-box").is_displayed()  # no token asked for: none is set
     box.send_keys("工匠日是怎么设立的？", Keys.ENTER)
     direct = wait_for(browser, "#direct-text p")
     assert "全票通过了设立“工匠日”的决定" in browser.find_element(By.ID, "direct-text").text
@@ -184,3 +170,15 @@ def test_not_found_and_phone_width(site: str, tmp_path: Path) -> None:
         assert width[0] <= width[1]  # nothing wider than the phone's screen
     finally:
         phone.quit()
+
+
+def test_an_access_token_is_asked_for_once_and_sent(
+    hostile_index: tuple[Config, Retriever], browser: webdriver.Chrome
+) -> None:
+    config, retriever = hostile_index
+    with ThreadedServer(create_app(config, lambda: retriever, token="intranet-token")) as server:
+        browser.get(f"{server.url}/?q={quote('工匠日是怎么设立的？')}")
+        wait_for(browser, "#token-box").find_element(By.ID, "token").send_keys("intranet-token", Keys.ENTER)
+        wait_for(browser, "#direct-text p")
+        assert not browser.find_element(By.ID, "token-box").is_displayed()
+        assert "3 篇" in browser.find_element(By.CSS_SELECTOR, "#speeches summary").text
