@@ -260,3 +260,21 @@ def test_a_request_is_one_log_line_even_with_a_newline_in_its_path(
     assert client.get("/api/paragraphs/x%0Arequest%20method=GET%20status=200").status_code == 404
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("request ")]
     assert len(lines) == 1 and "\n" not in lines[0] and "status=404" in lines[0]
+
+
+def test_guessing_the_token_is_rate_limited(serve: Callable[..., TestClient]) -> None:
+    client = serve(token="right", rate_limit_per_minute=3)
+    guesses = [client.get("/api/speeches", headers={"Authorization": f"Bearer guess{i}"}).status_code for i in range(4)]
+    assert guesses == [401, 401, 401, 429]
+
+
+def test_an_engine_failure_is_a_json_500(shipped_retriever: Retriever, tmp_path: Path, monkeypatch) -> None:
+    def broken(*_: object) -> dict[str, Any]:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr("bot.web.service.ask", broken)
+    app = create_app(make_config(tmp_path, tmp_path / "index"), lambda: shipped_retriever)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        ready(client)
+        response = client.post("/api/ask", json={"question": QUESTION})
+    assert response.status_code == 500 and response.json()["error"]["code"] == "internal"

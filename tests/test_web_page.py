@@ -130,8 +130,8 @@ def test_hostile_speech_text_and_question_render_as_text(site: str, browser: web
     wait_for(browser, "#direct-text p")
     assert "<script>window.__pwned = 1</script>" in browser.find_element(By.ID, "direct-text").text
     assert '<img src=x onerror="window.__pwned = 2">' in browser.find_element(By.ID, "citations").text
-    for number in (1, 2):
-        browser.find_element(By.CSS_SELECTOR, f"#c-{number} button.open").click()
+    for number in (1, 2):  # the citation itself opens the paragraph, as its button does
+        browser.find_element(By.CSS_SELECTOR, f"#c-{number} .cite").click()
         wait_for(browser, "#paragraph[open]")
         assert "<" in browser.find_element(By.ID, "p-text").text
         browser.find_element(By.ID, "p-close").click()

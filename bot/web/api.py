@@ -131,6 +131,11 @@ def install(app: FastAPI) -> None:
         code = "not_found" if exc.status_code == 404 else f"http_{exc.status_code}"
         return _json(exc.status_code, code, str(exc.detail), "", dict(exc.headers or {}))
 
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        # uvicorn logs the traceback; the client gets the API's error shape, not a plain-text 500.
+        return _json(500, "internal", "the server failed to answer", "try again; if it persists, tell the admin")
+
+    app.add_exception_handler(Exception, unexpected)
     app.add_exception_handler(_ApiError, api_error)
     app.add_exception_handler(SpeechQAError, domain_error)
     app.add_exception_handler(RequestValidationError, bad_request)

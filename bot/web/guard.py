@@ -109,14 +109,7 @@ class Guard:
     async def _check(self, scope: Scope, receive: Receive, path: str, client: str) -> tuple[Refusal | None, Receive]:
         """A refusal to send instead of the app's response, or None; and the body to hand the app."""
         if path.startswith("/api/") and path not in OPEN_PATHS:
-            if self._token and not self._authorized(scope):
-                return _refuse(
-                    401,
-                    "unauthorized",
-                    "an access token is required",
-                    "send Authorization: Bearer <token>",
-                    [(b"www-authenticate", b"Bearer")],
-                ), receive
+            # Counted before the token is checked, so guessing tokens is rate limited too.
             wait = self._limiter.wait(client)
             if wait:
                 retry = str(int(wait) + 1).encode()
@@ -126,6 +119,14 @@ class Guard:
                     "too many requests from this client",
                     "wait and retry",
                     [(b"retry-after", retry)],
+                ), receive
+            if self._token and not self._authorized(scope):
+                return _refuse(
+                    401,
+                    "unauthorized",
+                    "an access token is required",
+                    "send Authorization: Bearer <token>",
+                    [(b"www-authenticate", b"Bearer")],
                 ), receive
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self._max_body):

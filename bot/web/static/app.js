@@ -133,8 +133,14 @@ function addHits(hits) {
     current.hits.set(hit.rank, hit);
     const item = el("li");
     item.id = `c-${hit.rank}`;
-    const cite = el("div", "cite");
+    const cite = el("a", "cite");
+    cite.href = `#c-${hit.rank}`;
+    cite.title = "查看整段";
     cite.append(el("span", "num", `[${hit.rank}]`), hit.citation);
+    cite.addEventListener("click", (event) => {
+      event.preventDefault();
+      openParagraph(hit.rank);
+    });
     const actions = el("div", "actions");
     const open = el("button", "open", "查看全文");
     open.type = "button";
