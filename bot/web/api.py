@@ -1,8 +1,8 @@
 """The JSON API: ask, more results, a paragraph in context, the speeches, health.
 
 Every error is `{"error": {"code", "message", "hint"}}` with its HTTP status: 400 for a question
-that cannot be searched, 404, 413 (see guard.py), 429, and 503 while the index is being built or
-too many questions are waiting.
+that cannot be searched or a request that does not fit, 404, 500, and 503 while the index is being
+built or too many questions are waiting; guard.py adds 401, 413 and 429 in the same shape.
 """
 
 from __future__ import annotations
