@@ -1,6 +1,7 @@
 """Load test of the Telegram bot: simulated users ask questions through the fake Bot API on loopback.
 
     python -m benchmarks.bench_bot --users 200 --questions 5 --fault-rate 0.1 --seed 7
+    python -m benchmarks.bench_bot --chaos-kills 3 --users 60 --seed 1   # SIGKILLs: see bench_chaos
 
 Each user asks its questions one after another, waiting for each answer (as people do). The bot
 is the production application with its production rate limiter, so Telegram's ~30 messages per
@@ -35,6 +36,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from benchmarks import bench_chaos
 from bot.config import load_config
 from bot.telegram import SORRY
 from bot.telegram_access import protect_handlers
@@ -229,8 +231,14 @@ def main() -> None:
     parser.add_argument("--fault-rate", type=float, default=0.0, help="share of API calls that fail (0 to 1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=5.0, help="the bot's HTTP timeouts, in seconds")
+    parser.add_argument(
+        "--chaos-kills", type=int, default=0, help="instead: each user asks once, the bot process is killed N times"
+    )
     args = parser.parse_args()
-    figures = run(args.users, args.questions, args.fault_rate, args.seed, args.timeout)
+    if args.chaos_kills:
+        figures = bench_chaos.run(args.users, args.chaos_kills, args.seed)
+    else:
+        figures = run(args.users, args.questions, args.fault_rate, args.seed, args.timeout)
     print(json.dumps(figures, ensure_ascii=False, indent=2))
 
 

@@ -1,33 +1,22 @@
-"""The bot's local log: questions asked, 👍/👎 feedback, refused users, and the update ledger, in one SQLite file.
+"""The bot's local log: questions asked, 👍/👎 feedback and refused users, in one SQLite file.
 
 Only allowed users' text is ever written: a refused update is recorded by ids alone. The bot
-runs every call on the log's own single thread (`worker`), so the journal never waits behind
+runs every call on the log's own single thread (`worker`), so the log never waits behind
 retrieval; the lock still guards the one connection for callers on other threads (tests, tools),
-because sqlite3 connections must not be used from two threads at once.
+because sqlite3 connections must not be used from two threads at once. The Telegram bot's update
+journal shares the file, in its own table (`bot.telegram_journal`).
 
-The `updates` table is what lets a killed bot come back without losing or repeating answers.
-python-telegram-bot confirms a batch of updates to Telegram (by the offset of its next
-getUpdates) as soon as it has fetched it, long before the questions in it are answered, so
-Telegram's own redelivery cannot be relied on: each allowed update is journaled (with its JSON)
-before that confirmation, and marked answered (its text dropped) right after the reply is sent.
-A restart replays what was journaled but never answered and skips what was already answered.
-Every write commits on its own; with WAL a killed process loses none of them.
-
-Nothing grows without bound (`prune`, at start and every `PRUNE_EVERY` writes): journal entries
-go after `JOURNAL_KEEP_SECONDS`, questions, votes and refusals after `LOG_KEEP_SECONDS`, and each
-table keeps at most its newest `*_KEEP_ROWS` rows.
+Nothing grows without bound (`prune`, at start and every `PRUNE_EVERY` writes): questions, votes
+and refusals go after `LOG_KEEP_SECONDS`, and each table keeps at most its newest `*_KEEP_ROWS` rows.
 """
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS questions (
@@ -57,27 +46,13 @@ CREATE TABLE IF NOT EXISTS refused (
     chat_id INTEGER,
     kind TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS updates (
-    update_id INTEGER PRIMARY KEY,
-    at REAL NOT NULL,
-    payload TEXT,
-    answered_at REAL,
-    replays INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS updates_at ON updates (at);
 """
-# Telegram keeps an unconfirmed update for 24 hours, so an older id cannot come back and its
-# entry (answered, or too old to replay) has no use; a day of margin for clocks and restarts.
-JOURNAL_KEEP_SECONDS = 2 * 24 * 3600
-JOURNAL_KEEP_ROWS = 100_000
 # Questions, votes and refusals are for the operator's review of recent use, not an archive.
 LOG_KEEP_SECONDS = 90 * 24 * 3600
 QUESTIONS_KEEP_ROWS = 100_000
 FEEDBACK_KEEP_ROWS = 100_000
 REFUSED_KEEP_ROWS = 10_000  # a stranger sending a flood of messages fills this one: keep it smaller
 PRUNE_EVERY = 1_000
-REPLAY_WITHIN = 24 * 3600
-MAX_REPLAYS = 3  # an update that was in flight at three crashes in a row is not tried a fourth time
 
 
 class FeedbackLog:
@@ -135,66 +110,6 @@ class FeedbackLog:
             )
         self._wrote()
 
-    def journal(self, updates: Iterable[tuple[int, dict[str, Any] | None]]) -> None:
-        """Note fetched updates before Telegram is told they arrived; `None` keeps only the id."""
-        now = time.time()
-        rows = [
-            (update_id, now, None if payload is None else json.dumps(payload, ensure_ascii=False))
-            for update_id, payload in updates
-        ]
-        with self._lock:
-            self._db.executemany("INSERT OR IGNORE INTO updates (update_id, at, payload) VALUES (?, ?, ?)", rows)
-
-    def answered(self, update_id: int) -> bool:
-        with self._lock:
-            row = self._db.execute("SELECT answered_at FROM updates WHERE update_id = ?", (update_id,)).fetchone()
-        return row is not None and row[0] is not None
-
-    def mark_answered(self, update_id: int) -> None:
-        """Record that `update_id` was answered, forgetting its text; prunes the ledger now and then."""
-        now = time.time()
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO updates (update_id, at, answered_at) VALUES (?, ?, ?) ON CONFLICT (update_id)"
-                " DO UPDATE SET answered_at = excluded.answered_at, payload = NULL",
-                (update_id, now, now),
-            )
-        self._wrote()
-
-    def unanswered(self) -> list[dict[str, Any]]:
-        """Journaled updates never answered (the bot died with them in flight), oldest first.
-
-        Each call counts as one more replay, so an update that kills the bot every time it is
-        handled stops being replayed after `MAX_REPLAYS`.
-        """
-        since = time.time() - REPLAY_WITHIN
-        with self._lock:
-            found = self._db.execute(
-                "SELECT update_id, payload FROM updates WHERE answered_at IS NULL AND payload IS NOT NULL"
-                " AND at >= ? AND replays < ? ORDER BY update_id",
-                (since, MAX_REPLAYS),
-            ).fetchall()
-            self._db.executemany(
-                "UPDATE updates SET replays = replays + 1 WHERE update_id = ?", [(row[0],) for row in found]
-            )
-        return [json.loads(payload) for _, payload in found]
-
-    def stalled(self, older_than: float) -> list[dict[str, Any]]:
-        """Updates journaled over `older_than` seconds ago and still unanswered, oldest first.
-
-        For the running bot to try again those whose reply could not be delivered; not counted
-        as replays, which are about surviving crashes: one that crashed the bot `MAX_REPLAYS`
-        times stays out here too.
-        """
-        now = time.time()
-        with self._lock:
-            found = self._db.execute(
-                "SELECT payload FROM updates WHERE answered_at IS NULL AND payload IS NOT NULL"
-                " AND at >= ? AND at <= ? AND replays < ? ORDER BY update_id",
-                (now - REPLAY_WITHIN, now - older_than, MAX_REPLAYS),
-            ).fetchall()
-        return [json.loads(payload) for (payload,) in found]
-
     def _wrote(self) -> None:
         with self._lock:
             self._writes += 1
@@ -206,11 +121,6 @@ class FeedbackLog:
         """Drop what is past its retention, and all but the newest rows of each table (see the module doc)."""
         now = time.time() if now is None else now
         with self._lock:
-            self._db.execute("DELETE FROM updates WHERE at < ?", (now - JOURNAL_KEEP_SECONDS,))
-            self._db.execute(
-                "DELETE FROM updates WHERE at < (SELECT at FROM updates ORDER BY at DESC LIMIT 1 OFFSET ?)",
-                (JOURNAL_KEEP_ROWS - 1,),
-            )
             for table, keep in (
                 ("questions", QUESTIONS_KEEP_ROWS),
                 ("feedback", FEEDBACK_KEEP_ROWS),
@@ -222,7 +132,7 @@ class FeedbackLog:
 
     def rows(self, table: str) -> list[dict[str, object]]:
         """Every row of `table`, for tests and for operators poking at the file."""
-        if table not in ("questions", "feedback", "refused", "updates"):
+        if table not in ("questions", "feedback", "refused"):
             raise ValueError(f"unknown table {table}")
         with self._lock:
             cursor = self._db.execute(f"SELECT * FROM {table}")  # the name was checked above

@@ -42,6 +42,7 @@ from . import telegram_admin, telegram_buttons, telegram_handlers, telegram_ledg
 from .config import Config
 from .feedback import FeedbackLog
 from .telegram_access import Access, RateLimiter
+from .telegram_journal import Journal
 from .telegram_ledger import in_ledger
 from .telegram_state import RETRIEVAL_WORKERS, STATE_KEY, BotState, Undelivered, bot_state, send_html
 
@@ -70,7 +71,7 @@ async def gate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     # Claimed before the first await, so two copies of an update cannot both pass.
     if not telegram_ledger.claim():
         raise ApplicationHandlerStop
-    if await in_ledger(state.feedback, state.feedback.answered, update.update_id):  # by a run before a crash
+    if await telegram_ledger.answered_before(update):  # by a run before a crash: Telegram redelivered it
         logger.info("update %s was answered before the restart; skipped", update.update_id)
         raise ApplicationHandlerStop
     user, chat = update.effective_user, update.effective_chat
@@ -131,17 +132,19 @@ async def post_init(application: Application) -> None:
     if retriever.notice:
         logger.warning("%s", retriever.notice)
     settings = config.telegram
+    log_path = Path(settings.feedback_db or "data/feedback.sqlite3")
     state = BotState(
         config=config,
         retriever=retriever,
-        feedback=await asyncio.to_thread(FeedbackLog, Path(settings.feedback_db or "data/feedback.sqlite3")),
+        feedback=await asyncio.to_thread(FeedbackLog, log_path),
+        journal=await asyncio.to_thread(Journal, log_path, application.bot.id),  # getMe has run: the id is known
         access=Access.from_settings(settings),
         questions=RateLimiter(settings.rate_limit_per_minute),
         inline=RateLimiter(settings.rate_limit_per_minute * 5),
     )
     application.bot_data[STATE_KEY] = state
-    telegram_ledger.attach(application, state.feedback, state.access)
-    await telegram_ledger.replay(application, state.feedback)
+    telegram_ledger.attach(application, state.journal, state.access)
+    await telegram_ledger.replay(application, state.journal)
     bot = application.bot
     await bot.set_my_commands(COMMANDS)
     await bot.set_my_commands([c for c in COMMANDS if c.command != "start"], scope=BotCommandScopeAllGroupChats())
@@ -164,6 +167,7 @@ async def post_shutdown(application: Application) -> None:
     state = application.bot_data.get(STATE_KEY)
     if isinstance(state, BotState):
         state.retrieval.shutdown(wait=True, cancel_futures=True)
+        state.journal.close()
         state.feedback.close()
 
 

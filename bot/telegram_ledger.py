@@ -1,22 +1,25 @@
-"""Surviving a kill and an outage: every question is answered once, even across SIGKILL and restart.
+"""Surviving a kill and an outage: every question is answered, and at most one twice per kill.
 
 python-telegram-bot confirms fetched updates to Telegram with the offset of its very next
 getUpdates, which it sends at once, while the updates still wait in its queue; a bot killed
-then would lose them. So the queue the updater fills journals each update in the SQLite ledger
-(`FeedbackLog.journal`) *before* it accepts it, and with it before the confirmation can go out.
-The update processor then marks each update answered right after its reply is sent (`settle`,
-called by `send_html`) or, for updates answered without a message, when handling ends.
+then would lose them. So the queue the updater fills journals each update (`Journal`) *before*
+it accepts it, and with it before the confirmation can go out. The update processor then marks
+each update answered right after its reply is confirmed (`settle`, called by `send_html`) or,
+for updates answered without a message, when handling ends.
 
 An update whose reply could not be delivered (Telegram unreachable or failing for the whole
 retry budget of `send_html`: 5xx, dropped connections) is *not* marked: it stays in the journal,
 and the running bot queues it again once it has stalled for `REQUEUE_AFTER` seconds (`requeue`,
 every `REQUEUE_EVERY` seconds), until a reply gets through. On start, `replay` queues again what
-was journaled but never answered, and the gate skips what the ledger already calls answered
-(Telegram redelivers what was fetched but not confirmed). A copy of an update is never handled
-while another copy is queued or in hand (`InFlight`, `claim`).
+was journaled but never answered, and the gate skips what the journal calls answered: the same
+message under the same update id (Telegram redelivers what was fetched but not confirmed). A copy
+of an update is never handled while another copy is queued or in hand (`InFlight`, `claim`).
 
-What no bot can close: a reply Telegram delivered whose response the bot never saw before it
-died is sent again after the restart. The window is one HTTP response plus one SQLite write.
+What no bot can close: a reply Telegram executed whose response the bot never saw before it died
+is sent again after the restart. To keep that to one reply per kill, replies go out one at a time
+(`InFlight.in_doubt`): from the request that may deliver a reply until its mark is written, no
+other reply is on its way. The mark skips the queue of other journal writes (`Journal.marker`).
+Throughput is bounded by one round trip to Telegram per reply; Telegram allows about 30 a second.
 """
 
 from __future__ import annotations
@@ -37,11 +40,13 @@ from telegram.ext import Application, BaseUpdateProcessor
 
 from .feedback import FeedbackLog
 from .telegram_access import Access
+from .telegram_journal import Journal, identity_of
 
 logger = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 T = TypeVar("T")
+Key = tuple[int, str]  # update id, identity: one update, whatever copy of it
 
 REQUEUE_EVERY = 15.0  # seconds between looks for stalled updates
 REQUEUE_AFTER = 60.0  # journaled this long ago, unanswered and not in hand: its reply did not get through
@@ -49,18 +54,20 @@ REQUEUE_AFTER = 60.0  # journaled this long ago, unanswered and not in hand: its
 
 @dataclass
 class InFlight:
-    """The updates this run holds: copies queued or being handled, and the ids a handler has claimed."""
+    """The updates this run holds, by (update id, identity): copies queued or being handled, and those claimed."""
 
-    copies: Counter[int] = field(default_factory=Counter)
-    claimed: set[int] = field(default_factory=set)
+    copies: Counter[Key] = field(default_factory=Counter)
+    claimed: set[Key] = field(default_factory=set)
+    # held from a reply's first request until its mark is written: one reply in doubt at a kill
+    in_doubt: asyncio.Lock = field(default_factory=asyncio.Lock)
 
-    def add(self, update_id: int) -> None:
-        self.copies[update_id] += 1
+    def add(self, key: Key) -> None:
+        self.copies[key] += 1
 
-    def done(self, update_id: int) -> None:
-        self.copies[update_id] -= 1
-        if self.copies[update_id] <= 0:
-            del self.copies[update_id]
+    def done(self, key: Key) -> None:
+        self.copies[key] -= 1
+        if self.copies[key] <= 0:
+            del self.copies[key]
 
 
 @dataclass
@@ -68,20 +75,43 @@ class Handling:
     """The update this task is handling: `settled` once marked answered, `undelivered` if its reply did not get out."""
 
     update_id: int
-    ledger: FeedbackLog
+    identity: str
+    journal: Journal
     inflight: InFlight
     settled: bool = False
     skip: bool = False
     owner: bool = False
     undelivered: bool = False
 
+    @property
+    def key(self) -> Key:
+        return self.update_id, self.identity
+
 
 _handling: contextvars.ContextVar[Handling | None] = contextvars.ContextVar("speechqa_handling", default=None)
 
 
-async def in_ledger(ledger: FeedbackLog, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+async def in_ledger(ledger: FeedbackLog | Journal, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """Run a call of the log on its own thread, so it never waits behind retrieval (nor retrieval behind it)."""
     return await asyncio.get_running_loop().run_in_executor(ledger.worker, functools.partial(call, *args, **kwargs))
+
+
+def identity(update: Update) -> str:
+    return identity_of(update.to_dict())
+
+
+async def answered_before(update: Update) -> bool:
+    """Whether this update (the same message under the same id) was answered, by this run or one before."""
+    handling = _handling.get()
+    if handling is None:
+        return False
+    return await in_ledger(handling.journal, handling.journal.answered, handling.update_id, handling.identity)
+
+
+def in_doubt() -> asyncio.Lock | None:
+    """The lock a reply to the update being handled holds while it may be delivered but is not yet marked."""
+    handling = _handling.get()
+    return None if handling is None or handling.settled or handling.skip else handling.inflight.in_doubt
 
 
 def claim() -> bool:
@@ -89,10 +119,10 @@ def claim() -> bool:
     handling = _handling.get()
     if handling is None:
         return True
-    if handling.update_id in handling.inflight.claimed:
+    if handling.key in handling.inflight.claimed:
         handling.skip = True  # the other copy decides whether the update was answered
         return False
-    handling.inflight.claimed.add(handling.update_id)
+    handling.inflight.claimed.add(handling.key)
     handling.owner = True
     return True
 
@@ -104,7 +134,9 @@ async def settle() -> None:
         return
     handling.settled = True
     handling.undelivered = False
-    await in_ledger(handling.ledger, handling.ledger.mark_answered, handling.update_id)
+    journal = handling.journal
+    mark = functools.partial(journal.mark_answered, handling.update_id, handling.identity)
+    await asyncio.get_running_loop().run_in_executor(journal.marker, mark)
 
 
 def undelivered() -> None:
@@ -123,18 +155,20 @@ class JournalQueue(asyncio.Queue[object]):
 
     def __init__(self) -> None:
         super().__init__()
-        self.ledger: FeedbackLog | None = None
+        self.journal: Journal | None = None
         self.access: Access | None = None
         self.inflight: InFlight | None = None
 
     async def put(self, item: object) -> None:
-        if self.ledger is not None and isinstance(item, Update):
-            await in_ledger(self.ledger, self.ledger.journal, [(item.update_id, self._payload(item))])
+        if self.journal is not None and isinstance(item, Update):
+            entry = (item.update_id, identity(item), self._payload(item))
+            if await in_ledger(self.journal, self.journal.journal, [entry]):
+                logger.info("update %s reuses the id of another message in the journal: a new question", item.update_id)
         await super().put(item)
 
     def put_nowait(self, item: object) -> None:
         if self.inflight is not None and isinstance(item, Update):
-            self.inflight.add(item.update_id)
+            self.inflight.add((item.update_id, identity(item)))
         super().put_nowait(item)
 
     def _payload(self, update: Update) -> dict[str, Any] | None:
@@ -149,15 +183,15 @@ class LedgerProcessor(BaseUpdateProcessor):
 
     def __init__(self, max_concurrent_updates: int) -> None:
         super().__init__(max_concurrent_updates)
-        self.ledger: FeedbackLog | None = None
+        self.journal: Journal | None = None
         self.inflight = InFlight()
         self.requeuer: asyncio.Task[None] | None = None
 
     async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
-        if self.ledger is None or not isinstance(update, Update):
+        if self.journal is None or not isinstance(update, Update):
             await coroutine
             return
-        handling = Handling(update.update_id, self.ledger, self.inflight)
+        handling = Handling(update.update_id, identity(update), self.journal, self.inflight)
         token = _handling.set(handling)
         try:
             await coroutine  # handler errors are caught inside and reach on_error, which replies
@@ -168,8 +202,8 @@ class LedgerProcessor(BaseUpdateProcessor):
         finally:
             _handling.reset(token)
             if handling.owner:
-                self.inflight.claimed.discard(update.update_id)
-            self.inflight.done(update.update_id)
+                self.inflight.claimed.discard(handling.key)
+            self.inflight.done(handling.key)
 
     async def initialize(self) -> None:
         pass
@@ -181,18 +215,18 @@ class LedgerProcessor(BaseUpdateProcessor):
                 await self.requeuer
 
 
-def attach(application: Application, ledger: FeedbackLog, access: Access) -> None:
-    """Start journaling, marking and requeueing with `ledger`; before polling starts, so nothing slips past."""
+def attach(application: Application, journal: Journal, access: Access) -> None:
+    """Start journaling, marking and requeueing with `journal`; before polling starts, so nothing slips past."""
     queue, processor = application.update_queue, application.update_processor
     if isinstance(queue, JournalQueue) and isinstance(processor, LedgerProcessor):
-        queue.ledger, queue.access, queue.inflight = ledger, access, processor.inflight
-        processor.ledger = ledger
-        processor.requeuer = asyncio.create_task(requeue(application, ledger, processor.inflight))
+        queue.journal, queue.access, queue.inflight = journal, access, processor.inflight
+        processor.journal = journal
+        processor.requeuer = asyncio.create_task(requeue(application, journal, processor.inflight))
 
 
-async def replay(application: Application, ledger: FeedbackLog) -> int:
+async def replay(application: Application, journal: Journal) -> int:
     """Queue the updates a previous run fetched but died before answering; how many there were."""
-    payloads = await in_ledger(ledger, ledger.unanswered)
+    payloads = await in_ledger(journal, journal.unanswered)
     for payload in payloads:
         # put_nowait skips the journal: these are already in it
         application.update_queue.put_nowait(Update.de_json(payload, application.bot))
@@ -201,16 +235,17 @@ async def replay(application: Application, ledger: FeedbackLog) -> int:
     return len(payloads)
 
 
-async def requeue(application: Application, ledger: FeedbackLog, inflight: InFlight) -> None:
+async def requeue(application: Application, journal: Journal, inflight: InFlight) -> None:
     """Every `REQUEUE_EVERY` seconds, queue again the stalled updates that no copy is holding."""
     while True:
         await asyncio.sleep(REQUEUE_EVERY)
         try:
-            payloads = await in_ledger(ledger, ledger.stalled, REQUEUE_AFTER)
+            payloads = await in_ledger(journal, journal.stalled, REQUEUE_AFTER)
         except sqlite3.Error as error:  # a locked or vanished file: the next round tries again
             logger.warning("could not read the update journal: %s", error)
             continue
-        stalled = [payload for payload in payloads if payload["update_id"] not in inflight.copies]
+        held = inflight.copies
+        stalled = [payload for payload in payloads if (payload["update_id"], identity_of(payload)) not in held]
         for payload in stalled:
             application.update_queue.put_nowait(Update.de_json(payload, application.bot))
         if stalled:

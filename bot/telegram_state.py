@@ -35,7 +35,8 @@ from .config import Config
 from .feedback import FeedbackLog
 from .session import Conversation
 from .telegram_access import Access, Lru, RateLimiter
-from .telegram_ledger import settle, undelivered
+from .telegram_journal import Journal
+from .telegram_ledger import in_doubt, settle, undelivered
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +106,7 @@ class BotState:
     config: Config
     retriever: Retriever
     feedback: FeedbackLog
+    journal: Journal
     access: Access
     questions: RateLimiter
     inline: RateLimiter
@@ -162,45 +164,65 @@ async def send_html(
     When nothing got through within the backoff, raises `Undelivered` and leaves the update
     unanswered in the ledger, to be tried again when Telegram is back.
     """
+    # A reply holds the bot's one reply-in-doubt lock from its first request until it is marked
+    # answered, so a kill finds at most one reply delivered but not yet in the journal.
+    lock = in_doubt() if answers else None
     sent: list[Message] = []
-    for index, chunk in enumerate(chunks):
-        quote = ReplyParameters(reply_to, allow_sending_without_reply=True) if reply_to and index == 0 else None
-        markup = keyboard if index == len(chunks) - 1 else None
-        message = await _persist(
-            f"sending to chat {chat_id}",
-            functools.partial(
-                bot.send_message,
-                chat_id,
-                chunk,
-                parse_mode=ParseMode.HTML,
-                reply_parameters=quote,
-                reply_markup=markup,
-                message_thread_id=thread_id,
-            ),
-            give_up=index == 0,  # once part of a reply is out, sending it all again later would repeat that part
-        )
-        if message is not None:
-            sent.append(message)
-    if answers:
-        await settle()
+    holding = False
+    try:
+        for index, chunk in enumerate(chunks):
+            quote = ReplyParameters(reply_to, allow_sending_without_reply=True) if reply_to and index == 0 else None
+            markup = keyboard if index == len(chunks) - 1 else None
+            message = await _persist(
+                f"sending to chat {chat_id}",
+                functools.partial(
+                    bot.send_message,
+                    chat_id,
+                    chunk,
+                    parse_mode=ParseMode.HTML,
+                    reply_parameters=quote,
+                    reply_markup=markup,
+                    message_thread_id=thread_id,
+                ),
+                give_up=index == 0,  # once part of a reply is out, sending it all again later would repeat that part
+                hold=lock if index == 0 else None,
+            )
+            holding = lock is not None
+            if message is not None:
+                sent.append(message)
+        if answers:
+            await settle()
+    finally:
+        if holding and lock is not None:
+            lock.release()
     return sent
 
 
-async def _persist(what: str, request: Callable[[], Awaitable[T]], give_up: bool = True) -> T | None:
+async def _persist(
+    what: str, request: Callable[[], Awaitable[T]], give_up: bool = True, hold: asyncio.Lock | None = None
+) -> T | None:
     """`request()`, tried again after failures on the way to Telegram; None when it timed out after arriving.
 
     When the backoff runs out, `give_up` leaves the update unanswered in the ledger (`Undelivered`);
-    otherwise the failure is raised as it came.
+    otherwise the failure is raised as it came. With `hold`, each try waits for that lock and
+    releases it unless the request may have been delivered, when the caller keeps it; so the
+    pauses between tries hold up no other reply.
     """
     pauses = SEND_BACKOFF.pauses()
     while True:
+        if hold is not None:
+            await hold.acquire()
+        kept = False
         try:
-            return await request()
+            result = await request()
+            kept = True
+            return result
         except (BadRequest, Forbidden, RetryAfter):
             raise
         except NetworkError as error:
             if was_delivered(error):
                 logger.warning("no response from Telegram (%s); assuming the request arrived", what)
+                kept = True
                 return None
             pause = next(pauses, None)
             if pause is None:
@@ -209,7 +231,10 @@ async def _persist(what: str, request: Callable[[], Awaitable[T]], give_up: bool
                     raise Undelivered(f"{what}: Telegram unreachable ({error.message})") from error
                 raise
             logger.warning("%s failed (%s); trying again in %.2g s", what, error.message, pause)
-            await asyncio.sleep(pause)
+        finally:
+            if hold is not None and not kept:
+                hold.release()
+        await asyncio.sleep(pause)
 
 
 def was_delivered(error: NetworkError) -> bool:

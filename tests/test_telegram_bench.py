@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from benchmarks import bench_chaos
 from benchmarks.bench_bot import RssSampler, percentile, run
 
 
@@ -23,6 +24,16 @@ def test_under_random_faults_nothing_is_lost_or_answered_twice() -> None:
     assert (figures["answered"], figures["lost"], figures["duplicated"]) == (24, 0, 0)
     assert figures["crashed"] is False and figures["errors_logged"] == 0 and figures["problems"] == []
     assert figures["token_in_logs"] == 0 and figures["log_lines"] > 0  # retries were logged, redacted
+
+
+def test_a_small_chaos_run_loses_nothing_and_repeats_at_most_one_answer_per_kill() -> None:
+    """The real bot process, SIGKILLed twice while answering ten users (the full run: README)."""
+    figures = bench_chaos.run(users=10, kills=2, seed=3)
+    assert (figures["questions"], figures["kills"], figures["answered"], figures["lost"]) == (10, 2, 10, 0)
+    assert all(duplicates <= 1 for duplicates in figures["duplicated_per_kill"])
+    assert figures["duplicated"] == sum(figures["duplicated_per_kill"]) and figures["duplicated_without_kill"] == 0
+    assert len(figures["replayed_from_journal"]) == 2  # each restart answered what the killed run left
+    assert figures["stopped_cleanly"] and figures["token_in_logs"] == 0 and figures["problems"] == []
 
 
 def test_memory_quarters_use_the_samples_inside_each_quarter() -> None:

@@ -22,11 +22,11 @@ from telegram import Update
 
 from bot import telegram_ledger, telegram_state
 from bot.config import Config, TelegramSettings
-from bot.feedback import FeedbackLog
 from bot.session import Conversation
 from bot.telegram import SORRY
 from bot.telegram_access import protect_handlers
 from bot.telegram_admin import REINDEX_FAILED, UPLOAD_FAILED
+from bot.telegram_journal import Journal
 from bot.telegram_state import Backoff
 from tests.conftest import REPO, write_config_file
 from tests.fakebotapi import FakeBotApi, drive, everything_said
@@ -258,13 +258,13 @@ def test_a_reply_that_cannot_get_through_waits_in_the_journal_until_telegram_is_
     """Each try gives up after 6 requests; 20 failures take four: the running bot tries again by itself."""
     quick_give_up_and_requeue(monkeypatch)
     looks = []
-    stalled = FeedbackLog.stalled
+    stalled = Journal.stalled
 
-    def counted(self: FeedbackLog, older_than: float) -> list[dict[str, Any]]:
+    def counted(self: Journal, older_than: float) -> list[dict[str, Any]]:
         looks.append(older_than)
         return stalled(self, older_than)
 
-    monkeypatch.setattr(FeedbackLog, "stalled", counted)
+    monkeypatch.setattr(Journal, "stalled", counted)
 
     async def scenario(app: Any) -> None:
         api.fail("sendMessage", 502, "Bad Gateway", times=20)

@@ -12,6 +12,7 @@ import json
 import random
 import re
 import socket
+import sys
 import threading
 import time
 from collections import Counter
@@ -63,7 +64,7 @@ class Sent:
 @dataclass
 class Fault:
     method: str
-    kind: str  # "status", "drop", "delay", "slow" or "hold"
+    kind: str  # "status", "drop", "delay", "slow", "hold" or "park"
     times: int
     status: int = 0
     description: str = ""
@@ -79,6 +80,9 @@ class FakeBotApi:
     token: str = field(repr=False)  # a failing test's traceback shows the fake's repr
     username: str = "SpeechQABot"
     seed: int = 0
+    bot_id: int = BOT_ID
+    first_id: int = 1  # where message, query and (unless `update_ids_from`) update ids start
+    update_ids_from: int | None = None  # number updates on their own from here, as after Telegram reset them
     calls: list[tuple[str, dict[str, Any], int]] = field(default_factory=list)
     sent: list[Sent] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
@@ -95,7 +99,8 @@ class FakeBotApi:
     def __post_init__(self) -> None:
         self._cond = threading.Condition()
         self._updates: list[dict[str, Any]] = []
-        self._ids = itertools.count(1)
+        self._ids = itertools.count(self.first_id)
+        self._update_ids = self._ids if self.update_ids_from is None else itertools.count(self.update_ids_from)
         self._messages: dict[tuple[int, int], dict[str, Any]] = {}
         self._chats: dict[int, dict[str, Any]] = {}
         self._files: dict[str, bytes] = {}
@@ -112,8 +117,7 @@ class FakeBotApi:
         class Handler(_Handler):
             fake = api
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), Handler)
         self.port = self._server.server_address[1]
         threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         return self
@@ -134,7 +138,7 @@ class FakeBotApi:
         return {"id": user_id, "is_bot": False, "first_name": name, "language_code": "zh-hans"}
 
     def bot_user(self) -> dict[str, Any]:
-        return {"id": BOT_ID, "is_bot": True, "first_name": "讲话问答", "username": self.username}
+        return {"id": self.bot_id, "is_bot": True, "first_name": "讲话问答", "username": self.username}
 
     def send_text(
         self, user_id: int, text: str, chat: dict[str, Any] | None = None, reply_to: Sent | None = None
@@ -187,14 +191,29 @@ class FakeBotApi:
 
     def _enqueue(self, update: dict[str, Any]) -> None:
         with self._cond:
-            update["update_id"] = next(self._ids)
+            update["update_id"] = next(self._update_ids)
             self.enqueued_at[update["update_id"]] = time.perf_counter()
             self._updates.append(update)
             self._cond.notify_all()
 
     # ---- faults ---------------------------------------------------------------------------------
-    def fail(self, method: str, status: int, description: str, times: int = 1, **parameters: Any) -> None:
-        self._faults.append(Fault(method, "status", times, status, description, parameters or None))
+    def fail(
+        self,
+        method: str,
+        status: int,
+        description: str,
+        times: int = 1,
+        when: Callable[[dict[str, Any]], bool] | None = None,
+        **parameters: Any,
+    ) -> None:
+        """Answer `times` matching requests with this error, before they have any effect."""
+        self._faults.append(Fault(method, "status", times, status, description, parameters or None, when=when))
+
+    def clear_faults(self) -> None:
+        """Serve no more faults, random or set; holds stay, and parked requests wait for `release`."""
+        with self._cond:
+            self._faults = [fault for fault in self._faults if fault.kind in ("hold", "park")]
+            self._random = None
 
     def rate_limit(self, method: str, retry_after: int = 1, times: int = 1) -> None:
         self.fail(method, 429, f"Too Many Requests: retry after {retry_after}", times, retry_after=retry_after)
@@ -215,11 +234,19 @@ class FakeBotApi:
         """Park matching requests, unexecuted, until `release()`."""
         self._faults.append(Fault(method, "hold", times, when=when))
 
+    def park(self, method: str, when: Callable[[dict[str, Any]], bool] | None = None, times: int = 1_000) -> None:
+        """Execute matching requests at once but park their responses until `release()`.
+
+        As when Telegram delivered a reply and the bot died before hearing so; a parked response
+        released with `execute=False` is never sent (the connection is closed).
+        """
+        self._faults.append(Fault(method, "park", times, when=when))
+
     def release(self, execute: bool) -> None:
         """Let parked requests go: executed and answered, or dropped without effect."""
         with self._cond:
-            holds = [fault for fault in self._faults if fault.kind == "hold"]
-            self._faults = [fault for fault in self._faults if fault.kind != "hold"]
+            holds = [fault for fault in self._faults if fault.kind in ("hold", "park")]
+            self._faults = [fault for fault in self._faults if fault.kind not in ("hold", "park")]
         for fault in holds:
             fault.execute = execute
             fault.released.set()
@@ -362,7 +389,7 @@ class FakeBotApi:
         self._checked_markup("editMessageText", params.get("reply_markup"))
         with self._cond:
             message = self._messages.get(key)
-            if message is None or message["from"]["id"] != BOT_ID:
+            if message is None or message["from"]["id"] != self.bot_id:
                 raise _ApiError(400, "Bad Request: message to edit not found")
             if message.get("text") == plain and message.get("reply_markup") == params.get("reply_markup"):
                 raise _ApiError(400, NOT_MODIFIED)
@@ -430,6 +457,15 @@ class FakeBotApi:
         return {"file_id": params["file_id"], "file_unique_id": "u", "file_size": size, "file_path": params["file_id"]}
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A bot killed mid-request resets its connections: expected, and no reason for a traceback."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class _ApiError(Exception):
     def __init__(self, status: int, description: str) -> None:
         super().__init__(description)
@@ -465,14 +501,14 @@ class _Handler(BaseHTTPRequestHandler):
             return
         method, params = match.group(2), _decode(body, self.headers.get("Content-Type", ""))
         fault = self.fake._fault_for(method, params)
+        if fault and fault.kind == "park":
+            status, payload = self.fake.handle(method, params)
+            self.fake.calls.append((method, params, status))
+            if self._park(fault):
+                self._reply(status, payload)
+            return
         if fault and fault.kind == "hold":
-            with self.fake._cond:
-                self.fake.held += 1
-            while not fault.released.wait(0.05) and not self.fake._closing:
-                pass
-            with self.fake._cond:
-                self.fake.held -= 1
-            fault = None if fault.execute and not self.fake._closing else Fault(method, "drop", 1)
+            fault = None if self._park(fault) else Fault(method, "drop", 1)
         if fault and fault.kind == "drop":
             self.close_connection = True
             with contextlib.suppress(OSError):
@@ -493,6 +529,22 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(self.fake.slow_seconds + float(params.get("timeout") or 0))
             self.close_connection = True
         self._reply(status, payload)
+
+    def _park(self, fault: Fault) -> bool:
+        """Wait for `release`; whether the request may go on (else its connection has been closed)."""
+        with self.fake._cond:
+            self.fake.held += 1
+        while not fault.released.wait(0.05) and not self.fake._closing:
+            pass
+        with self.fake._cond:
+            self.fake.held -= 1
+        if fault.execute and not self.fake._closing:
+            return True
+        if fault.kind == "park":
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+        return False
 
     def _reply(self, status: int, payload: Any) -> None:
         data = json.dumps(payload, ensure_ascii=False).encode()
