@@ -8,27 +8,15 @@ each tagged with the number of the citation it came from.
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from embeddings.expect import Expectation
 from embeddings.passage import Hit, Passage, SearchResult
 from embeddings.segment import sentence_spans
-from embeddings.structure import heading_level
-from embeddings.textnorm import to_simplified
 
 from .config import AnswerSettings
+from .direct import DirectSentence, Source, coverage, direct_sentences, fold
 
-DIRECT_FROM_TOP = 3
-# A further sentence joins the direct answer only when it is nearly as good as the best one.
-ALSO_SHOWN_SHARE = 0.7
-SHAPE_BONUS = 0.15
-# A best sentence this short ("第四要好共事。") names the point; the sentences after it make it.
-LEAD_IN_CHARS = 30
-MAX_LABEL_CHARS = 16
-LEAD_IN_LEVEL = 4
-_CLOSERS = "”’」』）)》】\"' "
 _CLAUSE_START = re.compile(r"[，,、；;：:。！？!?][”’」』]*")
 
 
@@ -49,12 +37,6 @@ class Citation:
             "score": round(self.score, 6),
             **self.passage.to_dict(),
         }
-
-
-@dataclass(frozen=True, slots=True)
-class DirectSentence:
-    text: str
-    citation: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,15 +62,6 @@ class Answer:
         }
 
 
-def fold(text: str) -> str:
-    """Character-by-character matching form, so positions in the folded text are positions in `text`."""
-    folded = []
-    for ch in text:
-        normal = unicodedata.normalize("NFKC", ch).casefold()
-        folded.append(normal if len(normal) == 1 else ch)
-    return to_simplified("".join(folded))
-
-
 def compose(result: SearchResult, settings: AnswerSettings, hits: tuple[Hit, ...] | None = None) -> Answer:
     """Build the answer for `result` (or for a later page of its `hits`)."""
     page = result.hits[: settings.top_k] if hits is None else hits
@@ -99,8 +72,16 @@ def compose(result: SearchResult, settings: AnswerSettings, hits: tuple[Hit, ...
         Citation(n, hit.passage, hit.score, *_snippet(hit.passage.text, weights, words, settings.snippet_chars))
         for n, hit in enumerate(page, 1)
     )
+    sources = [Source(n, hit.paragraph or hit.passage) for n, hit in enumerate(page, 1)]
     direct = (
-        _direct_sentences(citations, weights, settings.direct_sentences, result.expectation)
+        direct_sentences(
+            sources,
+            weights,
+            settings.direct_sentences,
+            expectation=result.expectation,
+            meaning=_scaled(result.sentence_scores),
+            question=result.query,
+        )
         if result.answerable and hits is None
         else ()
     )
@@ -116,82 +97,14 @@ def compose(result: SearchResult, settings: AnswerSettings, hits: tuple[Hit, ...
     )
 
 
-def _coverage(sentence: str, weights: dict[str, float]) -> float:
-    folded = fold(sentence)
-    total = sum(weights.values())
-    return sum(w for term, w in weights.items() if term in folded) / total if total else 0.0
-
-
-def statements(text: str) -> list[tuple[int, int]]:
-    """Sentences ending at 。！？ (a run of clauses joined by ；, as in "一是…；二是…。", stays whole)."""
-    merged: list[tuple[int, int]] = []
-    joined = False
-    for start, end in sentence_spans(text):
-        if joined and merged:
-            merged[-1] = (merged[-1][0], end)
-        else:
-            merged.append((start, end))
-        joined = text[start:end].rstrip(_CLOSERS).endswith(("；", ";"))
-    return merged
-
-
-def _direct_sentences(
-    citations: tuple[Citation, ...], weights: dict[str, float], limit: int, expectation: Expectation | None
-) -> tuple[DirectSentence, ...]:
-    """The sentences that best answer: the best one, what it announces, and any as good as it.
-
-    A sentence scores by the question's words it holds, plus a bonus when it has the number or
-    date the question asks for. A best sentence that ends in a colon ("主要有三个方面：") or only
-    names the point ("第四要好共事。") announces what follows, which then joins the answer.
-    """
-    scored = []
-    for citation in citations[:DIRECT_FROM_TOP]:
-        text = citation.passage.text
-        spans = statements(text)
-        for index, (start, end) in enumerate(spans):
-            sentence = text[start:end].strip()
-            if len(sentence) < 4 or _is_label(sentence):
-                continue
-            score = _coverage(sentence, weights) + (SHAPE_BONUS if expectation and expectation.met_by(sentence) else 0)
-            # An earlier-ranked passage wins a tie: the ranking already weighed the whole passage.
-            scored.append(_Scored(score - 0.02 * citation.number, citation.number, index, sentence, spans, text))
-    if not scored:
-        return ()
-    scored.sort(key=lambda item: (-item.score, item.citation, item.index))
-    best = scored[0]
-    chosen = [best]
-    if best.sentence.rstrip(_CLOSERS).endswith(("：", ":")) or len(best.sentence) < LEAD_IN_CHARS:
-        following = best.spans[best.index + 1 : best.index + limit]
-        chosen += [
-            _Scored(best.score, best.citation, best.index + 1 + i, best.text[a:b].strip(), best.spans, best.text)
-            for i, (a, b) in enumerate(following)
-        ]
-    for item in scored[1:]:
-        if len(chosen) >= limit or item.score < best.score * ALSO_SHOWN_SHARE:
-            break
-        if all((item.citation, item.index) != (c.citation, c.index) for c in chosen):
-            chosen.append(item)
-    chosen.sort(key=lambda item: (item.citation, item.index))  # read in the speech's own order
-    return tuple(DirectSentence(item.sentence, item.citation) for item in chosen[:limit])
-
-
-def _is_label(sentence: str) -> bool:
-    """A run-in heading such as "（三）创品牌。": it names the section, it answers nothing.
-
-    Lead-ins ("第四要好共事。", level 4) are points of the speech, not labels, and may answer.
-    """
-    level = heading_level(sentence)
-    return len(sentence) <= MAX_LABEL_CHARS and level is not None and level < LEAD_IN_LEVEL
-
-
-@dataclass(frozen=True, slots=True)
-class _Scored:
-    score: float
-    citation: int
-    index: int
-    sentence: str
-    spans: list[tuple[int, int]]
-    text: str
+def _scaled(scores: tuple[tuple[str, int, float], ...]) -> dict[tuple[str, int], float]:
+    """Sentence similarities scaled to 0–1 over the candidates: what counts is closer than the rest."""
+    if not scores:
+        return {}
+    values = [score for _, _, score in scores]
+    low, high = min(values), max(values)
+    spread = high - low if high - low > 1e-9 else 1.0
+    return {(speech, start): (score - low) / spread for speech, start, score in scores}
 
 
 def _snippet(
@@ -206,7 +119,7 @@ def _snippet(
     """
     if len(text) > limit:
         spans = sentence_spans(text)
-        best = max(range(len(spans)), key=lambda i: (_coverage(text[spans[i][0] : spans[i][1]], weights), -i))
+        best = max(range(len(spans)), key=lambda i: (coverage(text[spans[i][0] : spans[i][1]], weights), -i))
         first = last = best
         while True:
             grown = False

@@ -167,6 +167,8 @@ def _check_ranges(config: Config, source: str) -> None:
     checks = [*_RANGES]
     if config.fusion.dense_weight != "auto":
         checks.append(("fusion", "dense_weight", 0.0, 1.0))
+    if config.fusion.answer_similarity != "auto":
+        checks.append(("fusion", "answer_similarity", -1.0, 1.0))
     for section, key, low, high in checks:
         value = getattr(getattr(config, section), key)
         if not low <= value <= high:

@@ -16,11 +16,18 @@ from tqdm import tqdm
 
 from embeddings.corpus import Corpus, Problem
 from embeddings.dense import Embedder, model_fingerprint
-from embeddings.fusion import calibration_queries, choose_dense_weight
+from embeddings.fusion import calibration_queries, choose_dense_weight, model_profile, passage_maxima
 from embeddings.lexical import LexicalIndex
-from embeddings.passage import Passage
 from embeddings.settings import EngineSettings
-from embeddings.store import DENSE_FILE, INDEX_FORMAT, build_lock, commit_generation, new_generation, speech_record
+from embeddings.store import (
+    DENSE_FILE,
+    INDEX_FORMAT,
+    UNITS_FILE,
+    build_lock,
+    commit_generation,
+    new_generation,
+    speech_record,
+)
 from embeddings.tokenize import (
     Tokenizer,
     load_stopwords,
@@ -28,9 +35,11 @@ from embeddings.tokenize import (
     query_tokenizer,
     write_query_dictionary,
 )
+from embeddings.units import Units, corpus_units
 from embeddings.vectors import EmbeddingCache, build_vector_index, save_vector_index, vector_index_kind
 
 logger = logging.getLogger(__name__)
+EMBED_CHUNK = 512  # sentences embedded between two saves of the cache
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +50,7 @@ class BuildReport:
     reused: int
     dense_weight: float | None
     problems: tuple[Problem, ...] = ()  # files of the corpus that could not be indexed, with why
+    units: int = 0  # sentence units: what the dense side embeds
 
 
 def dictionary_hash(settings: EngineSettings) -> str:
@@ -91,6 +101,8 @@ def build_index(
         )
         _write_jsonl(directory / "passages.jsonl", (p.to_dict() for p in corpus.passages))
         _write_jsonl(directory / "speeches.jsonl", (speech_record(s) for s in corpus.speeches))
+        units, unit_texts = corpus_units(corpus.passages, corpus.speeches, settings.segment.max_chars)
+        np.save(directory / UNITS_FILE, units.table, allow_pickle=False)
 
         dense: dict[str, Any] | None = None
         embedded = reused = 0
@@ -98,7 +110,7 @@ def build_index(
         if embedder is not None:
             fingerprint = model_fingerprint(embedder.name)
             vectors, embedded, reused = _embed(
-                corpus.passages, texts, embedder, root / "cache", fingerprint=fingerprint, progress=progress
+                unit_texts, embedder, root / "cache", fingerprint=fingerprint, progress=progress
             )
             vector_index = build_vector_index(vectors, settings.dense.index)
             save_vector_index(vector_index, directory / DENSE_FILE)
@@ -110,6 +122,7 @@ def build_index(
                 lexical=lexical,
                 embedder=embedder,
                 vectors=vectors,
+                units=units,
             )
             configured = settings.fusion.dense_weight
             weight = calibrated if configured == "auto" else float(configured)
@@ -134,6 +147,7 @@ def build_index(
             "counts": {
                 "speeches": len(corpus.speeches),
                 "passages": len(corpus.passages),
+                "units": len(units),
                 "vocabulary": len(lexical.vocab),
             },
             "dense": dense,
@@ -142,32 +156,35 @@ def build_index(
         }
         commit_generation(root, directory, manifest)
     logger.info("index built in %s: %d passages, %d embedded, %d reused", directory, len(texts), embedded, reused)
-    return BuildReport(directory, len(texts), embedded, reused, weight, corpus.problems)
+    return BuildReport(directory, len(texts), embedded, reused, weight, corpus.problems, len(units))
 
 
 def _embed(
-    passages: tuple[Passage, ...],
-    texts: list[str],
-    embedder: Embedder,
-    caches: Path,
-    *,
-    fingerprint: str,
-    progress: bool,
+    texts: list[str], embedder: Embedder, caches: Path, *, fingerprint: str, progress: bool
 ) -> tuple[np.ndarray, int, int]:
-    """Vectors for every passage, embedding only those whose content the cache has not seen."""
+    """Vectors for every text, embedding only those the cache has not seen.
+
+    The cache is saved after every chunk, so a build that is killed keeps what it embedded and the
+    next one carries on from there instead of starting again.
+    """
     slug = model_slug(embedder.name, fingerprint)
     cache = EmbeddingCache(caches / slug, embedder.dimension)
-    keys = [p.content_hash for p in passages]
-    missing = [i for i, key in enumerate(keys) if cache.get(key) is None]
-    if missing:
-        fresh = embedder.embed_passages([texts[i] for i in missing], show_progress=progress)
-        for i, vector in zip(missing, fresh, strict=True):
-            cache.put(keys[i], vector)
-        cache.save(set(keys))
+    keys = [hashlib.sha256(text.encode()).hexdigest() for text in texts]
+    missing = sorted({key: i for i, key in enumerate(keys) if cache.get(key) is None}.values())
+    bar = tqdm(total=len(missing), desc="embedding", unit="sentence", disable=not progress or not missing)
+    with bar:
+        for first in range(0, len(missing), EMBED_CHUNK):
+            chunk = missing[first : first + EMBED_CHUNK]
+            for i, vector in zip(chunk, embedder.embed_passages([texts[i] for i in chunk]), strict=True):
+                cache.put(keys[i], vector)
+            cache.save(set(keys))
+            bar.update(len(chunk))
     # Vectors of this model name's earlier files are no use to this index; kept, they would pile up with every update.
     for other in caches.glob(slug.split("-", 1)[0] + "-*"):
         if other.name != slug:
             shutil.rmtree(other, ignore_errors=True)
+    if not keys:
+        return np.zeros((0, embedder.dimension), np.float32), 0, 0
     vectors = np.stack([cache.require(key) for key in keys]).astype(np.float32)
     return vectors, len(missing), len(keys) - len(missing)
 
@@ -181,7 +198,12 @@ def _calibrated_weight(
     lexical: LexicalIndex,
     embedder: Embedder,
     vectors: np.ndarray,
+    units: Units,
 ) -> float:
+    """The dense weight that finds held-out sentences of this corpus best (models without a measured profile)."""
+    profile = model_profile(embedder.name)
+    if profile is not None:
+        return profile.dense_weight
     queries = calibration_queries(texts, tokenizer.words)
     question_tokens = query_tokenizer(
         directory / "query_dict.txt", Path(settings.lexical.stopwords), settings.lexical.bigrams
@@ -191,7 +213,7 @@ def _calibrated_weight(
     weight = choose_dense_weight(
         queries,
         lambda q: lexical.scores(question_tokens(q)),
-        lambda q: vectors @ by_text[q],
+        lambda q: passage_maxima(vectors @ by_text[q], units.rows(), len(texts)),
         settings.fusion.candidates,
     )
     logger.info("calibrated dense weight %.2f on %d held-out sentences", weight, len(queries))

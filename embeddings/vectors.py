@@ -72,6 +72,17 @@ def load_vector_index(path: Path) -> Any:
         raise IndexError_(f"the vector index {path} cannot be read ({error})", REBUILD_HINT) from error
 
 
+def all_vectors(index: Any) -> np.ndarray:
+    """Every stored vector, row u = unit u: exact similarities for all sentences cost one matrix product."""
+    import faiss
+
+    if isinstance(index, faiss.IndexIVFFlat):
+        index.make_direct_map()
+    if index.ntotal == 0:
+        return np.zeros((0, index.d), np.float32)
+    return np.ascontiguousarray(index.reconstruct_n(0, index.ntotal), dtype=np.float32)
+
+
 def search_vectors(index: Any, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Top-k (scores, rows) for one normalised query vector; rows of -1 (none found) are dropped."""
     scores, rows = index.search(query.reshape(1, -1).astype(np.float32), min(k, index.ntotal))

@@ -164,7 +164,9 @@ def test_file_system_errors_are_one_line(tmp_path: Path, corpus_dir: Path, capsy
 
 def test_the_lexical_only_notice_goes_to_stderr_once(tmp_path: Path, corpus_dir: Path, capsys):
     config = write_config_file(tmp_path, corpus_dir, dense_mode="auto")
-    text = config.read_text("utf-8").replace('mode = "auto"', f'mode = "auto"\nmodel = "{tmp_path / "no-model-here"}"')
+    text = config.read_text("utf-8").replace(
+        'mode = "auto"', f'mode = "auto"\nmodel = "{tmp_path / "no-model-here"}"\nfallback = "none"'
+    )
     config.write_text(text, "utf-8")
     assert main(["--config", str(config), "ask", "好干部的标准是什么？"]) == 0
     captured = capsys.readouterr()

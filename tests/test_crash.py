@@ -98,10 +98,10 @@ def _check_whole(index: Path, corpus: Path) -> tuple[str, int]:
     stored = open_stored(index)
     embedder = FakeEmbedder()
     retriever = Retriever(stored, _settings(corpus, index), embedder)  # refuses parts that disagree
-    assert retriever.mode == "hybrid" and retriever.vectors.ntotal == len(retriever.passages)
-    row = len(retriever.passages) // 2
-    expected = embedder.embed_passages([retriever.passages[row].search_text])[0]
-    assert np.allclose(retriever.vectors.reconstruct(row), expected)  # row i of FAISS is passage i
+    assert retriever.mode == "hybrid" and retriever.vectors.ntotal == len(retriever.units)
+    unit = len(retriever.units) // 2
+    expected = embedder.embed_passages([retriever.unit_text(unit).strip()])[0]
+    assert np.allclose(retriever.vectors.reconstruct(unit), expected)  # row u of FAISS is sentence unit u
     return stored.manifest["corpus_hash"], stored.manifest["counts"]["passages"]
 
 
@@ -126,7 +126,7 @@ def _kill_at_every_step(tmp_path: Path, corpus: Path, index: Path, check: Callab
         outcomes.append(check())
     # What the last kill left behind (a half-pruned generation) does not stop the next build.
     report = rebuild(corpus, index, _settings(corpus, index), embedder=FakeEmbedder(), note="", progress=False)
-    assert report.embedded + report.reused == report.passages
+    assert report.embedded + report.reused == report.units
     _check_whole(index, corpus)
     return outcomes
 

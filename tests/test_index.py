@@ -102,19 +102,20 @@ def test_incremental_add_and_remove_embed_only_what_changed(config_factory):
     (corpus / LEAD_GOOSE).rename(corpus.parent / "held-back.txt")
     embedder = FakeEmbedder()
     first = rebuild(corpus, index, config.engine, embedder=embedder, note="", progress=False)
-    assert first.embedded == first.passages and first.reused == 0
+    assert first.embedded + first.reused == first.units > first.passages and first.embedded > 0
 
     (corpus.parent / "held-back.txt").rename(corpus / LEAD_GOOSE)  # add a speech
+    first_texts = set(embedder.embedded)
     embedder.embedded.clear()
     second = rebuild(corpus, index, config.engine, embedder=embedder, note="", progress=False)
-    assert second.reused == first.passages
-    assert second.embedded == second.passages - first.passages == len(embedder.embedded)
-    assert all("当头雁" in text for text in embedder.embedded)
+    assert second.reused >= first.units and second.embedded == len(set(embedder.embedded)) > 0
+    assert not first_texts & set(embedder.embedded)
 
     (corpus / UNION).unlink()  # remove one
     embedder.embedded.clear()
     third = rebuild(corpus, index, config.engine, embedder=embedder, note="", progress=False)
     assert third.embedded == 0 and third.passages == second.passages - first.passages
+    assert third.units == second.units - first.units
     assert open_stored(index).manifest["counts"]["speeches"] == 1
 
 
@@ -123,12 +124,12 @@ def test_whole_dense_path_with_a_tiny_real_model(config_factory, tiny_model):
     config = config_factory(dense=dense, fusion=FusionSettings(dense_weight=0.5))
     corpus, index = _paths(config)
     retriever, report = open_retriever(corpus, index, config.engine)
-    assert retriever.mode == "hybrid" and report is not None and report.embedded == report.passages
+    assert retriever.mode == "hybrid" and report is not None and report.embedded + report.reused == report.units
     built = retriever.stored.manifest["dense"]
     assert (built["model"], built["dimension"], built["index"]) == (str(tiny_model), 32, "flat")
     assert built["fingerprint"] == model_fingerprint(str(tiny_model)) and 0 <= built["weight"] <= 1
     assert retriever.dense_weight == 0.5  # the configured weight, not the calibrated one in the manifest
-    assert retriever.vectors.ntotal == len(retriever.passages)
+    assert retriever.vectors.ntotal == len(retriever.units) > len(retriever.passages)
     assert (retriever.stored.directory / "dense.faiss").stat().st_size > 0
 
     result = retriever.search("“春风行动”坚持了多少年？")
@@ -148,7 +149,7 @@ def test_whole_dense_path_with_a_tiny_real_model(config_factory, tiny_model):
 
 
 def test_unavailable_model_in_auto_mode_falls_back_to_lexical_with_a_notice(config_factory):
-    config = config_factory(dense=DenseSettings(mode="auto", model="BAAI/bge-small-zh-v1.5"))
+    config = config_factory(dense=DenseSettings(mode="auto", model="BAAI/bge-small-zh-v1.5", fallback="none"))
     retriever, _ = open_retriever(config.corpus_path, config.index_path, config.engine)
     assert retriever.mode == "lexical"
     assert "BAAI/bge-small-zh-v1.5" in retriever.notice and "HF_ENDPOINT" in retriever.notice

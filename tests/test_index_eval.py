@@ -51,6 +51,7 @@ question_frames = "{REPO / "data/jieba/question_frames.txt"}"
 [dense]
 mode = "auto"
 model = "{missing}"
+fallback = "none"
 """,
         "utf-8",
     )

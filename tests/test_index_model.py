@@ -49,13 +49,13 @@ def test_a_model_copied_over_the_same_folder_is_detected_and_the_index_rebuilt(
     retriever, report = open_retriever(corpus, index, config.engine, on_rebuild=reasons.append)
     assert reasons and "model changed" in reasons[0]
     # Nothing comes from the 32-dimension cache: it belongs to the model's old files.
-    assert report is not None and report.embedded == report.passages and report.reused == 0
+    assert report is not None and report.embedded > 0 and report.reused == 0
     assert retriever.vectors.d == 48 and retriever.stored.manifest["dense"]["dimension"] == 48
     assert retriever.stored.manifest["dense"]["fingerprint"] == model_fingerprint(str(folder))
     assert any(hit.dense_score is not None for hit in retriever.search(QUESTION).hits)
 
     _, forced = open_retriever(corpus, index, config.engine, force=True)  # `speechqa index --force`
-    assert forced is not None and forced.reused == forced.passages
+    assert forced is not None and forced.reused == forced.units
     assert len(list((index / "cache").iterdir())) == 1  # the old model version's vectors are gone
 
 
@@ -72,7 +72,7 @@ def test_other_weights_of_the_same_width_reuse_no_cached_vectors(config_factory,
     retriever, report = open_retriever(corpus, index, config.engine)
     assert report is not None and report.reused == 0 and retriever.vectors.d == 32
     embedder = _load(folder)
-    fresh = embedder.embed_passages([retriever.passages[0].search_text])[0]
+    fresh = embedder.embed_passages([_unit_text(retriever, 0)])[0]
     assert np.allclose(retriever.vectors.reconstruct(0), fresh, atol=1e-5)
 
 
@@ -143,22 +143,22 @@ def test_incremental_add_and_remove_with_the_tiny_real_model(config_factory, tin
     embedder = _load(tiny_model)
     (corpus / LEAD_GOOSE).rename(corpus.parent / "held-back.txt")
     first = rebuild(corpus, index, config.engine, embedder=embedder, note="", progress=False)
-    assert first.embedded == first.passages and first.reused == 0
+    assert first.embedded > 0 and first.embedded + first.reused == first.units
 
     (corpus.parent / "held-back.txt").rename(corpus / LEAD_GOOSE)  # add a speech: only its passages embedded
     second = rebuild(corpus, index, config.engine, embedder=embedder, note="", progress=False)
-    assert second.reused == first.passages and second.embedded == second.passages - first.passages > 0
+    assert second.reused >= first.units and second.embedded > 0
 
     (corpus / UNION).unlink()  # remove one: nothing embedded
     third = rebuild(corpus, index, config.engine, embedder=embedder, note="", progress=False)
-    assert third.embedded == 0 and third.reused == third.passages == second.passages - first.passages
+    assert third.embedded == 0 and third.reused == third.units == second.units - first.units
 
     retriever = Retriever(open_stored(index), config.engine, embedder)
-    assert retriever.mode == "hybrid" and retriever.vectors.ntotal == third.passages
-    # Vectors taken from the cache sit at their passages' rows.
-    for row in (0, third.passages - 1):
-        fresh = embedder.embed_passages([retriever.passages[row].search_text])[0]
-        assert np.allclose(retriever.vectors.reconstruct(row), fresh, atol=1e-5)
+    assert retriever.mode == "hybrid" and retriever.vectors.ntotal == third.units
+    # Vectors taken from the cache sit at their sentences' rows.
+    for unit in (0, third.units - 1):
+        fresh = embedder.embed_passages([_unit_text(retriever, unit)])[0]
+        assert np.allclose(retriever.vectors.reconstruct(unit), fresh, atol=1e-5)
     assert {h.passage.speech_id for h in retriever.search("头雁").hits} == {"lead-goose-annual-review-speech"}
 
 
@@ -179,3 +179,7 @@ def test_loading_a_model_prints_no_progress_bar(tiny_model, capfd):
     assert "Loading weights" not in capfd.readouterr().err
     assert transformers_logging.is_progress_bar_enabled()  # switched back on for whatever loads next
     assert embedder.embed_queries(["工会"]).shape == (1, 32)
+
+
+def _unit_text(retriever: Retriever, unit: int) -> str:
+    return retriever.unit_text(unit).strip()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from embeddings.engine import rebuild
@@ -47,13 +48,12 @@ def test_approximate_indexes_are_built_and_find_a_known_passage(tmp_path, kind, 
     stored = open_stored(config.index_path)
     assert stored.manifest["dense"]["index"] == kind
     built = faiss.read_index(str(stored.directory / "dense.faiss"))
-    assert type(built).__name__ == faiss_type and built.ntotal == PARAGRAPHS
-
     retriever = Retriever(stored, config.engine, embedder)
+    assert type(built).__name__ == faiss_type and built.ntotal == len(retriever.units) == 2 * PARAGRAPHS
     target = 97
-    text = retriever.passages[target].search_text
-    _, rows = search_vectors(retriever.vectors, embedder.embed_queries([text])[0], 5)
-    assert rows[0] == target
+    sentence = int(np.flatnonzero(retriever.units[:, 0] == target)[0])
+    _, found = search_vectors(retriever.vectors, embedder.embed_queries([retriever.unit_text(sentence)])[0], 5)
+    assert found[0] == sentence
     assert retriever.search(retriever.passages[target].text[:24]).hits[0].passage == retriever.passages[target]
 
 
@@ -63,8 +63,11 @@ def test_ivf_on_a_small_corpus_falls_back_to_flat_and_the_manifest_says_so(confi
     dense = DenseSettings(mode="auto", model=FakeEmbedder().name, index="ivf")
     config = config_factory(dense=dense, fusion=FusionSettings(dense_weight=0.5))
     corpus, index = config.corpus_path, config.index_path
+    for speech in corpus.iterdir():
+        speech.unlink()
+    (corpus / "short.txt").write_text("一篇短讲话\n同志们，今天开个短会。\n大家辛苦了。请抓好落实。\n", "utf-8")
     report = rebuild(corpus, index, config.engine, embedder=FakeEmbedder(), note="", progress=False)
-    assert report.passages < IVF_MIN_VECTORS
+    assert report.units < IVF_MIN_VECTORS
     stored = open_stored(config.index_path)
     assert stored.manifest["dense"]["index"] == "flat"
     assert type(faiss.read_index(str(stored.directory / "dense.faiss"))).__name__ == "IndexFlatIP"

@@ -1,0 +1,114 @@
+"""Paragraph-level ranking: passages and sentence units grouped by the paragraph they belong to.
+
+Citations name paragraphs, so paragraphs are what gets ranked: a paragraph scores by its best
+passage on the lexical side and its best sentence on the dense side. The hit then shows the part
+of the paragraph that answers: the passage holding the sentence that best matches the question
+(by its words and, with a model, its meaning), not merely the passage with the highest BM25, which
+for a long paragraph is often a neighbour of the answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from embeddings.fusion import group_maxima
+from embeddings.passage import Passage, Speech
+from embeddings.units import END, ROW, START
+
+# A passage's own BM25 counts half as much as its best sentence when choosing which part to show.
+PASSAGE_SHARE = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class ParagraphMap:
+    """Which paragraph every passage row and every sentence unit belongs to, and back."""
+
+    keys: tuple[tuple[str, int], ...]  # paragraph id → (speech id, paragraph number)
+    of_row: np.ndarray  # passage row → paragraph id
+    rows: tuple[np.ndarray, ...]  # paragraph id → its passage rows, in order
+    of_unit: np.ndarray  # unit → paragraph id
+    units: tuple[np.ndarray, ...]  # paragraph id → its units, in order
+
+    @classmethod
+    def build(cls, passages: Sequence[Passage], unit_table: np.ndarray) -> ParagraphMap:
+        ids: dict[tuple[str, int], int] = {}
+        of_row = np.array([ids.setdefault((p.speech_id, p.paragraph_no), len(ids)) for p in passages], dtype=np.int64)
+        of_unit = of_row[unit_table[:, ROW]] if len(unit_table) else np.zeros(0, dtype=np.int64)
+        return cls(
+            keys=tuple(ids),
+            of_row=of_row,
+            rows=_members(of_row, len(ids)),
+            of_unit=of_unit,
+            units=_members(of_unit, len(ids)),
+        )
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def lexical(self, paragraphs: np.ndarray, row_scores: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        """Each paragraph's best passage score; `row_scores` scores an array of passage rows."""
+        if not len(paragraphs):
+            return np.zeros(0)
+        rows = np.concatenate([self.rows[p] for p in paragraphs])
+        owner = np.repeat(np.arange(len(paragraphs)), [len(self.rows[p]) for p in paragraphs])
+        return group_maxima(row_scores(rows), owner, len(paragraphs))
+
+    def dense(self, unit_scores: np.ndarray) -> np.ndarray:
+        """Each paragraph's best sentence similarity (the lowest one where a paragraph has no sentence)."""
+        return group_maxima(unit_scores, self.of_unit, len(self.keys))
+
+
+def _members(owner: np.ndarray, count: int) -> tuple[np.ndarray, ...]:
+    order = np.argsort(owner, kind="stable")
+    bounds = np.searchsorted(owner[order], np.arange(count + 1))
+    return tuple(order[bounds[i] : bounds[i + 1]] for i in range(count))
+
+
+def paragraph_passage(speech: Speech | None, number: int, template: Passage) -> Passage:
+    """The whole paragraph `number` of `speech`, as a passage citing it (part 0); `template` when unknown."""
+    paragraph = None if speech is None else next((p for p in speech.paragraphs if p.number == number), None)
+    if speech is None or paragraph is None:
+        return template
+    return Passage(
+        passage_id=f"{speech.speech_id}:{number}",
+        speech_id=speech.speech_id,
+        title=template.title,
+        section_path=template.section_path,
+        paragraph_no=number,
+        part=0,
+        start=paragraph.start,
+        end=paragraph.end,
+        text=speech.text[paragraph.start : paragraph.end],
+        source=template.source,
+        aliases=template.aliases,
+    )
+
+
+def shown_row(
+    rows: np.ndarray,
+    *,
+    passages: Sequence[Passage],
+    row_scores: np.ndarray,
+    unit_table: np.ndarray,
+    units: np.ndarray,
+    unit_score: Callable[[int], float],
+) -> int:
+    """The passage of a paragraph to show: its best sentence, plus half its own normalised passage score.
+
+    `row_scores` are the lexical scores of `rows`; `unit_score(u)` rates unit `u` from 0 to about 1.
+    """
+    if len(rows) == 1:
+        return int(rows[0])
+    top = float(row_scores.max())
+    best_row, best = int(rows[0]), -np.inf
+    rated = [(int(unit_table[u, START]), int(unit_table[u, END]), unit_score(int(u))) for u in units]
+    for row, lexical in zip(rows.tolist(), row_scores.tolist(), strict=True):
+        passage = passages[row]
+        inside = [score for start, end, score in rated if passage.start <= start and end <= passage.end]
+        score = PASSAGE_SHARE * (lexical / top if top > 0 else 0.0) + max(inside, default=0.0)
+        if score > best + 1e-9:
+            best_row, best = row, score
+    return best_row
