@@ -1,6 +1,10 @@
-"""The three benchmark datasets in one shape: passages to index, questions, and how a hit is judged.
+"""The benchmark datasets in one shape: passages to index, questions, and how a hit is judged.
 
 - `speeches`: the shipped speeches (`data/speeches/`) and the dev questions with gold spans.
+- `speeches-paraphrase`: the same speeches and the paraphrase dev questions (asked in the asker's own
+  words; each has a `kind`, reported separately too).
+- `corpus-69`: the paraphrase dev questions over 69 documents: the two speeches and the 67 official
+  reports of `shared/corpus-reports/` as one corpus (gold spans are still only in the two speeches).
 - `speeches-heldout`: the same speeches and `benchmarks/questions/speeches-heldout.jsonl`, questions of
   the same kind written apart from the dev set (so tuning on the dev set cannot pass it by itself).
 - `cmrc-848`: CMRC 2018 dev questions over their own 848 passages.
@@ -14,7 +18,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from embeddings.corpus import Corpus, load_corpus
@@ -26,13 +30,21 @@ from embeddings.settings import SegmentSettings
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("SPEECHQA_SHARED", REPO.parent / "shared"))
 SPEECH_QUESTIONS = SHARED / "eval" / "speeches-dev.jsonl"
+PARAPHRASE_QUESTIONS = SHARED / "eval" / "speeches-paraphrase-dev.jsonl"
+REPORTS = SHARED / "corpus-reports"
+# Generated and git-ignored: the 69-document corpus folder and the embedding caches of its rows.
+CACHE = REPO / "benchmarks" / ".cache"
+CORPUS_69 = CACHE / "corpus69" / "speeches"
 HELD_OUT_QUESTIONS = REPO / "benchmarks" / "questions" / "speeches-heldout.jsonl"
 CMRC_DEV = SHARED / "bench" / "cmrc2018-dev"
 CMRC_ALL_PASSAGES = SHARED / "bench" / "cmrc2018-all-passages.jsonl"
 
-DATASETS = ("speeches", "speeches-heldout", "cmrc-848", "cmrc-3507")
+DATASETS = ("speeches", "speeches-paraphrase", "corpus-69", "speeches-heldout", "cmrc-848", "cmrc-3507")
+SPEECH_SETS = ("speeches", "speeches-paraphrase", "speeches-heldout")  # the small ones: two speeches each
 LABELS = {
     "speeches": "Speeches dev",
+    "speeches-paraphrase": "Speeches, reworded (paraphrase dev)",
+    "corpus-69": "69-document corpus, reworded",
     "speeches-heldout": "Speeches held-out",
     "cmrc-848": "CMRC 2018 dev, 848-passage pool",
     "cmrc-3507": "CMRC 2018 dev, 3,507-passage pool",
@@ -49,6 +61,7 @@ class Question:
     answerable: bool
     gold_spans: tuple[str, ...] = ()  # already in scoring form (NFKC, no whitespace)
     gold_passage: str | None = None  # CMRC: the one passage that answers it
+    kind: str = ""  # the paraphrase set's `kind`
 
     def answered_by(self, passage_id: str, text: str) -> bool:
         """Scored as `shared/eval/README.md` says for spans; CMRC has exactly one gold passage."""
@@ -67,6 +80,8 @@ class Dataset:
     # speeches, ranked chunk by chunk; for CMRC the passages, each ranked by its best chunk.
     baseline_documents: tuple[tuple[str, str], ...]
     baseline_ranks_chunks: bool
+    # Embeddings are kept between runs (benchmarks/.cache): a corpus this big takes ~20 min to embed.
+    cached_embeddings: bool = False
 
     @property
     def label(self) -> str:
@@ -76,6 +91,10 @@ class Dataset:
 def load_dataset(name: str, segment: SegmentSettings, speeches_root: Path, quick: bool) -> Dataset:
     if name == "speeches":
         return _speeches(name, segment, speeches_root, SPEECH_QUESTIONS)
+    if name == "speeches-paraphrase":
+        return _speeches(name, segment, speeches_root, PARAPHRASE_QUESTIONS)
+    if name == "corpus-69":
+        return replace(_speeches(name, segment, corpus_69(speeches_root), PARAPHRASE_QUESTIONS), cached_embeddings=True)
     if name == "speeches-heldout":
         return _speeches(name, segment, speeches_root, HELD_OUT_QUESTIONS)
     if name == "cmrc-848":
@@ -87,8 +106,9 @@ def load_dataset(name: str, segment: SegmentSettings, speeches_root: Path, quick
 
 def _speeches(name: str, segment: SegmentSettings, root: Path, questions_file: Path) -> Dataset:
     corpus = load_corpus(root, segment)
+    kinds = {str(r["id"]): str(r.get("kind", "")) for r in _read_jsonl(questions_file)}
     questions = tuple(
-        Question(q.id, q.question, q.answerable, tuple(scoring_form(g) for g in q.gold))
+        Question(q.id, q.question, q.answerable, tuple(scoring_form(g) for g in q.gold), kind=kinds.get(q.id, ""))
         for q in load_questions(questions_file)
     )
     documents = tuple((s.speech_id, s.text) for s in corpus.speeches)
@@ -108,6 +128,24 @@ def _cmrc(name: str, passages_file: Path, quick: bool) -> Dataset:
     return Dataset(name, corpus, tuple(questions), documents, baseline_ranks_chunks=False)
 
 
+def corpus_69(speeches_root: Path) -> Path:
+    """The shipped speeches and the 67 reports as one folder, refreshed when a source file changed."""
+    sources = sorted(speeches_root.glob("*.txt")) + sorted(REPORTS.glob("*.txt"))
+    if len(sources) != 69:
+        raise FileNotFoundError(f"expected 2 speeches in {speeches_root} and 67 reports in {REPORTS}")
+    CORPUS_69.mkdir(parents=True, exist_ok=True)
+    wanted = {source.name for source in sources}
+    for stale in CORPUS_69.iterdir():
+        if stale.name not in wanted:
+            stale.unlink()
+    for source in sources:
+        target = CORPUS_69 / source.name
+        data = source.read_bytes()
+        if not target.is_file() or target.read_bytes() != data:
+            target.write_bytes(data)
+    return CORPUS_69
+
+
 def _cmrc_passage(record: dict[str, str]) -> Passage:
     text = str(record["text"])
     return Passage(
@@ -125,3 +163,9 @@ def _cmrc_passage(record: dict[str, str]) -> Passage:
 
 def _read_jsonl(path: Path) -> list[dict[str, str]]:
     return [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
+
+
+def pool_chars(name: str) -> int:
+    """Characters a CMRC pool holds: what embedding it costs, to project a run's time."""
+    source = {"cmrc-848": CMRC_DEV / "passages.jsonl", "cmrc-3507": CMRC_ALL_PASSAGES}[name]
+    return sum(len(str(record["text"])) for record in _read_jsonl(source))

@@ -4,20 +4,28 @@ Each question is timed alone with `time.perf_counter` around the system's whole 
 (tokenising, scoring, ranking), after a few untimed warm-up questions, so that first-call costs
 (lazy imports, page faults, caches) do not land on the first timed query. Ranks, hit@k and MRR@10
 are scored by `embeddings.evaluate.score` and p50/p95 by its `percentile`, so they mean the same here.
+"Direct answer holds a gold span" is checked apart from the timing, on the answer composed as
+`speechqa ask` composes it.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import platform
 import resource
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
 from typing import Any
 
-from benchmarks.datasets import Question
-from embeddings.evaluate import Quality, percentile
+from benchmarks.datasets import CACHE, Question
+from embeddings.evaluate import Quality, percentile, score
 
 WARMUP_QUERIES = 5
+UNCACHED_BUILDS = CACHE / "uncached-builds.json"  # build times of cached rows, measured with an empty cache
 MRR_DEPTH = 10
 
 
@@ -33,6 +41,8 @@ class Outcome:
     rank: int | None  # rank of the first hit that answers the question; None when none of the top 10 does
     declined: bool
     latency_ms: float
+    kind: str = ""
+    direct_holds_gold: bool | None = None  # None: the system composes no direct answer, or not checked
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,10 +52,21 @@ class Latency:
     p95_ms: float
 
 
+@dataclass(frozen=True, slots=True)
+class Figures:
+    """Quality of a set of questions, and how many direct answers hold a gold span (None: not composed)."""
+
+    quality: Quality
+    direct_holds_gold: int | None = None
+    direct_of: int = 0  # answerable questions whose direct answer was checked
+
+
 Search = Callable[[str], Ranking]
+DirectCheck = Callable[[Question], bool]  # does the composed direct answer hold a gold span?
 
 
-def run_questions(search: Search, questions: Sequence[Question]) -> list[Outcome]:
+def run_questions(search: Search, questions: Sequence[Question], direct: DirectCheck | None = None) -> list[Outcome]:
+    """Each question timed alone around `search`; `direct` (untimed) checks the composed answer."""
     for question in questions[:WARMUP_QUERIES]:
         search(question.text)
     outcomes = []
@@ -53,8 +74,28 @@ def run_questions(search: Search, questions: Sequence[Question]) -> list[Outcome
         started = time.perf_counter()
         ranking = search(question.text)
         latency = (time.perf_counter() - started) * 1000
-        outcomes.append(Outcome(question.answerable, first_answer(question, ranking), ranking.declined, latency))
+        holds = direct(question) if direct is not None and question.answerable else None
+        outcomes.append(
+            Outcome(
+                question.answerable,
+                first_answer(question, ranking),
+                ranking.declined,
+                latency,
+                question.kind,
+                holds,
+            )
+        )
     return outcomes
+
+
+def figures(outcomes: Sequence[Outcome]) -> Figures:
+    checked = [o.direct_holds_gold for o in outcomes if o.answerable and o.direct_holds_gold is not None]
+    return Figures(score(outcomes), sum(checked) if checked else None, len(checked))
+
+
+def figures_by_kind(outcomes: Sequence[Outcome]) -> dict[str, Figures]:
+    kinds = sorted({o.kind for o in outcomes if o.kind})
+    return {kind: figures([o for o in outcomes if o.kind == kind]) for kind in kinds}
 
 
 def first_answer(question: Question, ranking: Ranking) -> int | None:
@@ -89,6 +130,10 @@ class Stopwatch:
         self.seconds = time.perf_counter() - self._started
 
 
+def cache_state(embedded: int, reused: int) -> str:
+    return "cold" if not reused else "warm" if not embedded else "partial"
+
+
 @dataclass(frozen=True, slots=True)
 class Measurement:
     """One (dataset, system) row, as the child process hands it back in JSON."""
@@ -97,15 +142,73 @@ class Measurement:
     system: str
     indexed: int  # passages for speechqa, chunks for the baseline
     indexed_unit: str
-    quality: Quality
+    figures: Figures
     latency: Latency
     build_s: float
     peak_rss_mib: float
     model_load_s: float | None = None
-    embed_passages_per_s: float | None = None
+    embed_texts_per_s: float | None = None  # sentences (speechqa) or chunks (tutorial) embedded per second
+    embed_chars_per_s: float | None = None
     dense_weight: float | None = None
     note: str = ""
+    by_kind: dict[str, Figures] = field(default_factory=dict)
+    # Rows that keep embeddings between runs: "cold" (nothing was cached), "warm" (all reused), "partial".
+    cache_state: str = ""
+
+    @property
+    def quality(self) -> Quality:
+        return self.figures.quality
 
     @classmethod
     def from_dict(cls, record: dict[str, Any]) -> Measurement:
-        return cls(**{**record, "quality": Quality(**record["quality"]), "latency": Latency(**record["latency"])})
+        return cls(
+            **{
+                **record,
+                "figures": _figures(record["figures"]),
+                "latency": Latency(**record["latency"]),
+                "by_kind": {kind: _figures(f) for kind, f in record.get("by_kind", {}).items()},
+            }
+        )
+
+
+def _figures(record: dict[str, Any]) -> Figures:
+    return Figures(**{**record, "quality": Quality(**record["quality"])})
+
+
+def machine_line(load: float) -> str:
+    cpu = _cpu_model() or platform.machine()
+    return (
+        f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {platform.system()} "
+        f"(1-min load average {load:.2f} at start)"
+    )
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+def remember_uncached_builds(results: Sequence[Measurement]) -> dict[str, dict[str, float | str]]:
+    """Remember the build time of a cached row measured with an empty cache; the README quotes it later."""
+    try:
+        known = json.loads(UNCACHED_BUILDS.read_text("utf-8"))
+    except (OSError, ValueError):
+        known = {}
+    fresh = {
+        f"{m.dataset}/{m.system}": {
+            "build_s": m.build_s,
+            "chars_per_s": m.embed_chars_per_s or 0.0,
+            "date": date.today().isoformat(),
+        }
+        for m in results
+        if m.cache_state == "cold"
+    }
+    if fresh:
+        UNCACHED_BUILDS.parent.mkdir(parents=True, exist_ok=True)
+        UNCACHED_BUILDS.write_text(json.dumps({**known, **fresh}, indent=2), "utf-8")
+    return {**known, **fresh}

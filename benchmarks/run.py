@@ -1,8 +1,10 @@
-"""speechqa benchmarks: quality, build time, warm latency and peak memory, next to the tutorial baseline.
+"""speechqa benchmarks: quality, build time, warm latency and peak memory, next to the tutorial recipes.
 
-    .venv/bin/python -m benchmarks.run              full run; rewrites the README's bench section
-    .venv/bin/python -m benchmarks.run --quick      300 CMRC questions per pool, no MiniLM on 3,507
-    .venv/bin/python -m benchmarks.run --no-dense   skip the MiniLM hybrid
+    .venv/bin/python -m benchmarks.run                  full run; rewrites the README's bench section
+    .venv/bin/python -m benchmarks.run --quick          300 CMRC questions, no embedding of the CMRC pools
+    .venv/bin/python -m benchmarks.run --only-speeches  the three question sets over the two speeches
+    .venv/bin/python -m benchmarks.run --no-dense       skip every system that embeds (lexical rows only)
+    .venv/bin/python -m benchmarks.run --datasets corpus-69 --systems hybrid,lexical --no-readme
     .venv/bin/python -m benchmarks.run --no-readme --json results.json
 
 Every (dataset, system) pair runs in a child process (`--one DATASET SYSTEM`) that prints one JSON
@@ -15,32 +17,37 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
-from benchmarks.datasets import DATASETS
-from benchmarks.measure import Measurement
-from benchmarks.systems import REPO, SYSTEMS
+from benchmarks.datasets import DATASETS, SPEECH_SETS, pool_chars
+from benchmarks.measure import Measurement, machine_line, remember_uncached_builds
+from benchmarks.systems import EMBEDDING_SYSTEMS, REPO, SYSTEMS
 
 README = REPO / "README.md"
-# Embedding all 3,507 CMRC passages with MiniLM on a small CPU can take longer than the rest of the
-# run together. It is projected from the rate measured on the 848 pool and skipped over budget:
-# 4 minutes of embedding (about 5 for that whole row) keeps a full 2-core run near 10 minutes.
+# Embedding all 3,507 CMRC passages (1.8 M characters) on a small CPU takes far longer than the rest
+# of the run. It is projected from the rate each system measured on the 848 pool and skipped over
+# budget: 4 minutes of embedding per row keeps a full 2-core run within about half an hour.
 DENSE_EMBED_BUDGET_S = 240.0
-RUN_ORDER = ("lexical", "baseline", "hybrid")  # hybrid last: the 3,507 one depends on the 848 one's rate
+# Embedding systems last: the 3,507 ones depend on the 848 ones' rates.
+RUN_ORDER = ("lexical", "baseline", "hybrid", "tutorial-hybrid", "hybrid-minilm")
+MINILM_DATASETS = (*SPEECH_SETS, "cmrc-848")  # the weak-model check; elsewhere it only costs time
+ROW_TIMEOUT_S = 1800.0
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a spread sample of 300 CMRC questions; no README")
-    parser.add_argument("--no-dense", action="store_true", help="skip the MiniLM hybrid")
+    parser.add_argument("--no-dense", action="store_true", help="skip every system that embeds")
+    parser.add_argument("--only-speeches", action="store_true", help=f"only {', '.join(SPEECH_SETS)}")
+    parser.add_argument("--datasets", type=_names(DATASETS), default=DATASETS, help="comma-separated subset")
+    parser.add_argument("--systems", type=_names(SYSTEMS), default=SYSTEMS, help="comma-separated subset")
     parser.add_argument("--no-readme", action="store_true", help="print the table but leave README.md alone")
     parser.add_argument("--json", metavar="FILE", help="also write every measurement as JSON")
     parser.add_argument(
@@ -48,14 +55,53 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=float,
         default=DENSE_EMBED_BUDGET_S,
         metavar="S",
-        help="skip MiniLM on the 3,507 pool when embedding it is projected above S seconds "
+        help="skip an embedding system on the 3,507 pool when embedding it is projected above S seconds "
         f"(default {DENSE_EMBED_BUDGET_S:.0f})",
+    )
+    parser.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        metavar="DATASET:SYSTEM",
+        help="leave one row out (repeatable); the table says it was not run",
+    )
+    parser.add_argument(
+        "--row-timeout",
+        type=float,
+        default=ROW_TIMEOUT_S,
+        metavar="S",
+        help=f"stop a row that runs longer (default {ROW_TIMEOUT_S:.0f}); cached embeddings are kept",
+    )
+    parser.add_argument(
+        "--deadline",
+        type=_clock,
+        metavar="HH:MM",
+        help="UTC time by which every row must have finished; rows that would run past it are cut short",
     )
     parser.add_argument("--one", nargs=2, metavar=("DATASET", "SYSTEM"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one and (args.one[0] not in DATASETS or args.one[1] not in SYSTEMS):
         parser.error(f"--one takes a dataset of {DATASETS} and a system of {SYSTEMS}")
+    if args.only_speeches:
+        args.datasets = tuple(d for d in args.datasets if d in SPEECH_SETS)
     return args
+
+
+def _clock(value: str) -> float:
+    """Today's HH:MM UTC as a Unix time."""
+    hours, minutes = (int(part) for part in value.split(":"))
+    now = datetime.now(UTC)
+    return now.replace(hour=hours, minute=minutes, second=0, microsecond=0).timestamp()
+
+
+def _names(allowed: Sequence[str]) -> Callable[[str], tuple[str, ...]]:
+    def parse(value: str) -> tuple[str, ...]:
+        names = tuple(n.strip() for n in value.split(",") if n.strip())
+        if unknown := [n for n in names if n not in allowed]:
+            raise argparse.ArgumentTypeError(f"unknown {', '.join(unknown)}; choose from {', '.join(allowed)}")
+        return names
+
+    return parse
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -81,30 +127,33 @@ def run_all(args: argparse.Namespace, command: str) -> int:
     load_at_start = os.getloadavg()[0]
     results: list[Measurement] = []
     skipped: dict[tuple[str, str], str] = {}
-    for dataset in DATASETS:
-        for system in RUN_ORDER:
+    cold = None
+    if not args.only_speeches and not args.no_dense and args.datasets == DATASETS and "hybrid" in args.systems:
+        _log("CLI: index build from nothing and cold start …")
+        cold = measure_cold_start()
+    for dataset in (d for d in DATASETS if d in args.datasets):
+        for system in (s for s in RUN_ORDER if s in args.systems):
             reason = skip_reason(dataset, system, args, results)
             if reason is None:
-                reason = _run_or_reason(dataset, system, args.quick, results)
+                reason = _run_or_reason(dataset, system, args, results)
             if reason is not None:
                 skipped[(dataset, system)] = reason
                 _log(f"{dataset} / {system}: {reason}")
-    _log("CLI cold start …")
-    cold = measure_cold_start()
     seconds = time.perf_counter() - started
     context = RunContext(machine_line(load_at_start), date.today().isoformat(), command, seconds, args.quick)
-    markdown = render(context, results, skipped, cold)
+    markdown = render(context, results, skipped, cold, remember_uncached_builds(results))
     print(markdown)
     if args.json:
         payload = {
             "context": asdict(context),
             "results": [asdict(m) for m in results],
             "skipped": [{"dataset": d, "system": s, "reason": r} for (d, s), r in skipped.items()],
-            "cold_start": {**asdict(cold), "median_s": cold.median_s},
+            "cold_start": None if cold is None else {**asdict(cold), "median_s": cold.median_s},
         }
         Path(args.json).write_text(json.dumps(payload, ensure_ascii=False, indent=2), "utf-8")
-    if args.quick or args.no_readme:
-        _log("README.md left as it is" + (" (a --quick run never goes into it)" if args.quick else ""))
+    partial = args.datasets != DATASETS or args.systems != SYSTEMS
+    if args.quick or args.no_readme or partial:
+        _log("README.md left as it is" + (" (only a full run goes into it)" if args.quick or partial else ""))
     else:
         update_readme(README, markdown)
         _log(f"wrote the table into {README}")
@@ -112,71 +161,65 @@ def run_all(args: argparse.Namespace, command: str) -> int:
 
 
 def skip_reason(dataset: str, system: str, args: argparse.Namespace, results: Sequence[Measurement]) -> str | None:
-    if system != "hybrid":
+    if f"{dataset}:{system}" in args.skip:
+        return "not run in this run (--skip)"
+    if system not in EMBEDDING_SYSTEMS:
         return None
     if args.no_dense:
         return "not run (--no-dense)"
+    if system == "hybrid-minilm" and dataset not in MINILM_DATASETS:
+        return "not run (MiniLM is checked on the speeches sets and the 848 pool only)"
+    if args.quick and dataset.startswith("cmrc-"):
+        return "not run (--quick)"
     if dataset != "cmrc-3507":
         return None
-    if args.quick:
-        return "not run (--quick)"
-    rate = next((m.embed_passages_per_s for m in results if (m.dataset, m.system) == ("cmrc-848", "hybrid")), None)
+    rate = next((m.embed_chars_per_s for m in results if (m.dataset, m.system) == ("cmrc-848", system)), None)
     if not rate:
         return "not run: no embedding rate was measured on the 848 pool to project its cost"
-    lexical = next((m for m in results if (m.dataset, m.system) == ("cmrc-3507", "lexical")), None)
-    passages = lexical.indexed if lexical is not None else 3507
-    projected = passages / rate
+    chars = pool_chars(dataset)
+    projected = chars / rate
     if projected > args.dense_budget:
         return (
-            f"not run: embedding {passages:,} passages would take ~{projected:.0f} s at the {rate:.1f} passages/s "
-            f"measured on the 848 pool (budget {args.dense_budget:.0f} s)"
+            f"not run: embedding {chars:,} characters would take ~{projected / 60:.0f} min at the {rate:,.0f} "
+            f"characters/s measured on the 848 pool (budget {args.dense_budget:.0f} s)"
         )
     return None
 
 
-def _run_or_reason(dataset: str, system: str, quick: bool, results: list[Measurement]) -> str | None:
+def _run_or_reason(dataset: str, system: str, args: argparse.Namespace, results: list[Measurement]) -> str | None:
     """Run one child; a failure becomes the row's reason instead of ending the whole run."""
+    timeout = args.row_timeout
+    if args.deadline is not None:
+        timeout = min(timeout, args.deadline - time.time())
+        if timeout < 30:
+            return "not run: the run's deadline (--deadline) had come"
     _log(f"{dataset} / {system} …")
     try:
-        measurement = run_in_child(dataset, system, quick)
+        measurement = run_in_child(dataset, system, args.quick, timeout)
+    except subprocess.TimeoutExpired:
+        return f"cut short after {timeout / 60:.0f} min (row limit or --deadline); embeddings so far stay cached"
     except RuntimeError as error:
         return f"failed: {error}"
     results.append(measurement)
-    q, lat = measurement.quality, measurement.latency
+    q, lat, f = measurement.quality, measurement.latency, measurement.figures
+    direct = "" if f.direct_holds_gold is None else f"  direct holds gold {f.direct_holds_gold}/{f.direct_of}"
     _log(
-        f"  hit@1 {q.hit_at_1:.3f} hit@5 {q.hit_at_5:.3f} MRR@10 {q.mrr_at_10:.3f}  build {measurement.build_s:.1f} s  "
-        f"p50 {lat.p50_ms:.2f} ms  peak {measurement.peak_rss_mib:.0f} MiB"
+        f"  hit@1 {q.hit_at_1:.3f} hit@5 {q.hit_at_5:.3f} MRR@10 {q.mrr_at_10:.3f}  declined "
+        f"{q.declined_unanswerable}/{q.unanswerable}, wrongly {q.wrongly_declined_answerable}/{q.answerable}{direct}  "
+        f"build {measurement.build_s:.1f} s  p50 {lat.p50_ms:.2f} ms  peak {measurement.peak_rss_mib:.0f} MiB"
     )
     return None
 
 
-def run_in_child(dataset: str, system: str, quick: bool) -> Measurement:
+def run_in_child(dataset: str, system: str, quick: bool, timeout: float | None = None) -> Measurement:
     command = [sys.executable, "-m", "benchmarks.run", "--one", dataset, system] + (["--quick"] if quick else [])
     # Offline by construction: the model is a local folder, and the hub client must not go looking.
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    done = subprocess.run(command, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True, check=False)
+    done = subprocess.run(command, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True, check=False, timeout=timeout)
     lines = [line for line in done.stdout.splitlines() if line.strip()]
     if done.returncode != 0 or not lines:
         raise RuntimeError(f"`{shlex.join(command[1:])}` exited {done.returncode} (its stderr is above)")
     return Measurement.from_dict(json.loads(lines[-1]))
-
-
-def machine_line(load: float) -> str:
-    cpu = _cpu_model() or platform.machine()
-    return (
-        f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {platform.system()} "
-        f"(1-min load average {load:.2f} at start)"
-    )
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return ""
 
 
 def command_line(argv: Sequence[str] | None) -> str:

@@ -1,0 +1,79 @@
+"""The `tutorial-hybrid` row: the LangChain tutorial ensemble (`benchmarks/tutorial.py`) measured.
+
+It uses the same bundled model as speechqa's `hybrid` row, loaded the same way, with its own
+"query: " / "passage: " prefixes (kinder to the tutorial than LangChain's `HuggingFaceEmbeddings`,
+which adds none). Speeches are ranked chunk by chunk; a CMRC passage by its best chunk in the
+fused list (later chunks of the same passage are dropped, as the baseline row does).
+"""
+
+from __future__ import annotations
+
+from benchmarks.datasets import Dataset
+from benchmarks.instrumented import InstrumentedEmbedder
+from benchmarks.measure import (
+    MRR_DEPTH,
+    Measurement,
+    Ranking,
+    Search,
+    Stopwatch,
+    cache_state,
+    figures,
+    figures_by_kind,
+    peak_rss_mib,
+)
+from benchmarks.measure import latency as latency_of
+from benchmarks.tutorial import K, TutorialHybrid
+from benchmarks.vector_cache import VectorCache
+from embeddings.bundled import BUNDLED_MODEL
+
+
+def run_tutorial(dataset: Dataset) -> Measurement:
+    from benchmarks.systems import TUTORIAL_CACHE, sampled_outcomes
+    from embeddings.dense import load_embedder
+
+    with Stopwatch() as load:
+        embedder = InstrumentedEmbedder(load_embedder(BUNDLED_MODEL, "", 32, "cpu", False))
+    cache = VectorCache(TUTORIAL_CACHE / "multilingual-e5-small-q4") if dataset.cached_embeddings else None
+    with Stopwatch() as build:
+        index = TutorialHybrid.build(
+            dataset.baseline_documents,
+            embedder,
+            embed_chunks=(lambda texts: cache.vectors(texts, embedder.embed_passages)) if cache else None,
+        )
+    outcomes, timed, notes = sampled_outcomes(
+        tutorial_search(index, dataset.baseline_ranks_chunks), embedder, dataset.questions
+    )
+    notes.insert(0, f"each retriever's top {K} (the tutorial's default is 4), fused by weighted RRF")
+    if cache is not None:
+        notes.append(f"embedded {cache.embedded:,} chunks, reused {cache.reused:,} from benchmarks/.cache")
+    return Measurement(
+        dataset=dataset.name,
+        system="tutorial-hybrid",
+        indexed=len(index.chunks),
+        indexed_unit="chunks",
+        figures=figures(outcomes),
+        latency=latency_of(timed),
+        build_s=build.seconds,
+        peak_rss_mib=peak_rss_mib(),
+        model_load_s=load.seconds,
+        embed_texts_per_s=embedder.texts_per_second,
+        embed_chars_per_s=embedder.chars_per_second,
+        note="; ".join(notes),
+        by_kind=figures_by_kind(outcomes),
+        cache_state=cache_state(cache.embedded, cache.reused) if cache else "",
+    )
+
+
+def tutorial_search(index: TutorialHybrid, rank_chunks: bool) -> Search:
+    def search(question: str) -> Ranking:
+        fused = index.search(question, K)
+        if rank_chunks:
+            hits = fused
+        else:
+            seen: dict[str, str] = {}
+            for doc_id, text in fused:
+                seen.setdefault(doc_id, text)  # CMRC is judged by passage id
+            hits = list(seen.items())
+        return Ranking(tuple((rank, pid, text) for rank, (pid, text) in enumerate(hits[:MRR_DEPTH], 1)), False)
+
+    return search
