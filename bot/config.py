@@ -98,6 +98,7 @@ _PATH_KEYS = {
     ("lexical", "user_dict"),
     ("lexical", "stopwords"),
     ("lexical", "question_frames"),
+    ("dense", "shipped_vectors"),
     ("telegram", "feedback_db"),
 }
 

@@ -8,6 +8,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from embeddings.bundled import unsupported_reason
 from embeddings.dense import locate_model
 from embeddings.errors import SpeechQAError
 from embeddings.settings import EngineSettings
@@ -91,10 +92,16 @@ def _model_check(engine: EngineSettings) -> dict[str, Any]:
         return _check("embedding model", True, 'dense retrieval is off ([dense] mode = "off")', required=False)
     location = locate_model(dense.model, allow_network=True)
     if not location.available:
+        fallback = unsupported_reason() if dense.mode == "auto" and dense.fallback == "bundled" else "fallback off"
+        uses = (
+            "semantic search uses the bundled multilingual-e5-small (4-bit) instead"
+            if not fallback
+            else f"answers use lexical retrieval only ({fallback})"
+        )
         return _check(
             "embedding model",
             False,
-            f"{dense.model}: {location.reason}; answers use lexical retrieval only",
+            f"{dense.model}: {location.reason}; {uses}",
             f"set [dense] model to a local model folder; or HF_ENDPOINT=<mirror URL> speechqa index; or run "
             f"`huggingface-cli download {dense.model}` where there is network and copy ~/.cache/huggingface here",
             required=dense.mode == "required",

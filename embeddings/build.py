@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import shutil
 from dataclasses import dataclass
 from importlib import metadata
@@ -65,7 +66,8 @@ def model_slug(model: str, fingerprint: str) -> str:
     """The cache folder of one version of a model: the same name with other files is another model."""
     name = hashlib.sha256(model.encode()).hexdigest()[:12]
     version = hashlib.sha256(fingerprint.encode()).hexdigest()[:12]
-    return f"{name}-{version}-{Path(model).name.replace('/', '-')[:40]}"
+    readable = re.sub(r"[^A-Za-z0-9._-]", "-", Path(model).name)[:40]
+    return f"{name}-{version}-{readable}"
 
 
 def build_index(
@@ -109,8 +111,9 @@ def build_index(
         weight: float | None = None
         if embedder is not None:
             fingerprint = model_fingerprint(embedder.name)
+            shipped = Path(settings.dense.shipped_vectors) if settings.dense.shipped_vectors else None
             vectors, embedded, reused = _embed(
-                unit_texts, embedder, root / "cache", fingerprint=fingerprint, progress=progress
+                unit_texts, embedder, root / "cache", fingerprint=fingerprint, progress=progress, shipped=shipped
             )
             vector_index = build_vector_index(vectors, settings.dense.index)
             save_vector_index(vector_index, directory / DENSE_FILE)
@@ -160,7 +163,7 @@ def build_index(
 
 
 def _embed(
-    texts: list[str], embedder: Embedder, caches: Path, *, fingerprint: str, progress: bool
+    texts: list[str], embedder: Embedder, caches: Path, *, fingerprint: str, progress: bool, shipped: Path | None = None
 ) -> tuple[np.ndarray, int, int]:
     """Vectors for every text, embedding only those the cache has not seen.
 
@@ -170,6 +173,11 @@ def _embed(
     slug = model_slug(embedder.name, fingerprint)
     cache = EmbeddingCache(caches / slug, embedder.dimension)
     keys = [hashlib.sha256(text.encode()).hexdigest() for text in texts]
+    if shipped is not None:
+        seed = EmbeddingCache(shipped / slug, embedder.dimension)
+        for key in keys:
+            if cache.get(key) is None and (vector := seed.get(key)) is not None:
+                cache.put(key, vector)
     missing = sorted({key: i for i, key in enumerate(keys) if cache.get(key) is None}.values())
     bar = tqdm(total=len(missing), desc="embedding", unit="sentence", disable=not progress or not missing)
     with bar:

@@ -40,6 +40,9 @@ class DenseSettings:
     model: str = "BAAI/bge-small-zh-v1.5"
     # What "auto" uses when `model` cannot be had: the bundled 4-bit multilingual-e5-small, or nothing.
     fallback: DenseFallback = "bundled"
+    # Read-only vectors shipped with a corpus (a copy of INDEX_DIR/cache after `speechqa index`):
+    # sentences found there by content are not embedded again. Empty: none.
+    shipped_vectors: str = ""
     query_instruction: str = "为这个句子生成表示以用于检索相关文章："
     index: VectorIndexKind = "flat"
     batch_size: int = 32
@@ -54,8 +57,8 @@ class FusionSettings:
     dense_weight: float | Literal["auto"] = "auto"
     candidates: int = 50
     min_confidence: float = 0.45
-    # The cosine similarity from which the model alone may say the speeches answer a question
-    # ("auto": the value measured for the bundled model; other models answer on word coverage only).
+    # The best-sentence cosine similarity at which the model neither raises nor lowers confidence
+    # ("auto": the value measured for the bundled model; other models leave confidence to the words).
     answer_similarity: float | Literal["auto"] = "auto"
 
 
@@ -79,6 +82,8 @@ class EngineSettings:
         shaping = {
             "segment": asdict(self.segment),
             "lexical": asdict(self.lexical),
-            "dense": {k: v for k, v in asdict(self.dense).items() if k not in ("batch_size", "device")},
+            "dense": {
+                k: v for k, v in asdict(self.dense).items() if k not in ("batch_size", "device", "shipped_vectors")
+            },
         }
         return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
