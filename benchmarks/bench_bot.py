@@ -38,8 +38,8 @@ from typing import Any
 
 from benchmarks import bench_chaos
 from bot.config import load_config
-from bot.telegram import SORRY
-from bot.telegram_access import protect_handlers
+from bot.telegram.access import protect_handlers
+from bot.telegram.app import SORRY
 from embeddings.settings import DenseSettings
 from tests.fakebotapi import FakeBotApi, drive
 

@@ -269,8 +269,8 @@ def cmd_doctor(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_bot(args: argparse.Namespace, config: Config) -> int:
     try:
-        from .telegram import read_token, run_bot
-        from .telegram_access import protect_handlers
+        from .telegram.access import protect_handlers
+        from .telegram.app import read_token, run_bot
     except ImportError as error:
         raise SpeechQAError(
             f"the Telegram bot needs python-telegram-bot ({error})", 'pip install -e ".[bot]"'

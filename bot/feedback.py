@@ -4,7 +4,7 @@ Only allowed users' text is ever written: a refused update is recorded by ids al
 runs every call on the log's own single thread (`worker`), so the log never waits behind
 retrieval; the lock still guards the one connection for callers on other threads (tests, tools),
 because sqlite3 connections must not be used from two threads at once. The Telegram bot's update
-journal shares the file, in its own table (`bot.telegram_journal`).
+journal shares the file, in its own table (`bot.telegram.journal`).
 
 Nothing grows without bound (`prune`, at start and every `PRUNE_EVERY` writes): questions, votes
 and refusals go after `LOG_KEEP_SECONDS`, and each table keeps at most its newest `*_KEEP_ROWS` rows.

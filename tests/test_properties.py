@@ -598,13 +598,13 @@ def test_regression_one_long_line_is_cleaned_in_linear_time() -> None:
     assert len(speech.paragraphs) == 1
 
 
-# --- rendering for Telegram (bot/telegram_render.py, written in parallel: skipped while it is absent) ---
+# --- rendering for Telegram (bot/telegram/render.py, written in parallel: skipped while it is absent) ---
 
 _TAG = re.compile(r"</?([a-z-]+)>")
 
 
 def _telegram_render():
-    return pytest.importorskip("bot.telegram_render")
+    return pytest.importorskip("bot.telegram.render")
 
 
 @BOUNDED

@@ -18,7 +18,7 @@ import pytest
 
 from bot.config import load_config
 from bot.session import Conversation
-from bot.telegram_admin import MAX_NAME_BYTES, safe_name
+from bot.telegram.admin import MAX_NAME_BYTES, safe_name
 from embeddings.atomic import atomic_write_bytes
 from embeddings.engine import open_retriever
 from embeddings.errors import ConfigError, IndexError_
@@ -35,7 +35,7 @@ FORBIDDEN_MODULES = {"pickle", "cPickle", "dill", "shelve", "marshal", "joblib"}
 
 
 def _our_sources() -> list[Path]:
-    return sorted([*REPO.glob("embeddings/*.py"), *REPO.glob("bot/*.py")])
+    return sorted([*REPO.glob("embeddings/**/*.py"), *REPO.glob("bot/**/*.py")])  # packages too: bot/telegram/
 
 
 def test_no_pickle_eval_or_exec_in_product_code():
@@ -173,13 +173,13 @@ def test_the_token_never_reaches_the_log_of_the_real_entry_point(tmp_path: Path)
     # The entry point sets up logging; the libraries' own levels are raised only after it did.
     verbose = (
         "import logging, sys\n"
-        "import bot.telegram\n"
-        "run = bot.telegram.run_bot\n"
+        "import bot.telegram.app\n"
+        "run = bot.telegram.app.run_bot\n"
         "def noisy(config, token):\n"
         "    for name in ('httpx', 'httpcore', 'telegram'):\n"
         "        logging.getLogger(name).setLevel(logging.DEBUG)\n"
         "    run(config, token)\n"
-        "bot.telegram.run_bot = noisy\n"
+        "bot.telegram.app.run_bot = noisy\n"
         "from bot.cli import main\n"
         "sys.exit(main(sys.argv[1:]))\n"
     )

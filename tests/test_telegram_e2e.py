@@ -23,13 +23,14 @@ from typing import Any
 
 import pytest
 
-from bot import telegram_admin
 from bot.config import Config, TelegramSettings
 from bot.session import CHANGED_SINCE, POOL, Conversation
-from bot.telegram_access import protect_handlers
-from bot.telegram_admin import SAVE_FAILED
-from bot.telegram_handlers import decode_payload, encode_payload
-from bot.telegram_state import STATE_KEY, TYPING_AFTER
+from bot.telegram import admin as telegram_admin
+from bot.telegram.access import protect_handlers
+from bot.telegram.admin import SAVE_FAILED
+from bot.telegram.handlers import decode_payload, encode_payload
+from bot.telegram.send import TYPING_AFTER
+from bot.telegram.state import STATE_KEY
 from embeddings.retrieve import Retriever
 from tests.conftest import LEAD_GOOSE, UNION
 from tests.fakebotapi import FakeBotApi, Sent, drive, everything_said, utf16_len

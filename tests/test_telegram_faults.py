@@ -20,14 +20,15 @@ from typing import Any
 import pytest
 from telegram import Update
 
-from bot import telegram_ledger, telegram_state
 from bot.config import Config, TelegramSettings
 from bot.session import Conversation
-from bot.telegram import SORRY
-from bot.telegram_access import protect_handlers
-from bot.telegram_admin import REINDEX_FAILED, UPLOAD_FAILED
-from bot.telegram_journal import Journal
-from bot.telegram_state import Backoff
+from bot.telegram import ledger as telegram_ledger
+from bot.telegram import send as telegram_send
+from bot.telegram.access import protect_handlers
+from bot.telegram.admin import REINDEX_FAILED, UPLOAD_FAILED
+from bot.telegram.app import SORRY
+from bot.telegram.journal import Journal
+from bot.telegram.send import Backoff
 from tests.conftest import REPO, write_config_file
 from tests.fakebotapi import FakeBotApi, drive, everything_said
 
@@ -232,7 +233,7 @@ def test_an_outage_longer_than_a_few_tries_is_ridden_out(
     api: FakeBotApi, config: Config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Ten 502s in a row: more than the five tries that used to lose the question for good."""
-    monkeypatch.setattr(telegram_state, "SEND_BACKOFF", Backoff(first=0.01, cap=0.02, total=1.0))
+    monkeypatch.setattr(telegram_send, "SEND_BACKOFF", Backoff(first=0.01, cap=0.02, total=1.0))
 
     async def scenario(app: Any) -> None:
         api.fail("sendMessage", 502, "Bad Gateway", times=10)
@@ -247,7 +248,7 @@ def test_an_outage_longer_than_a_few_tries_is_ridden_out(
 
 def quick_give_up_and_requeue(monkeypatch: pytest.MonkeyPatch) -> None:
     """A send gives up after a few hundredths of a second, and the journal is looked at again at once."""
-    monkeypatch.setattr(telegram_state, "SEND_BACKOFF", Backoff(first=0.01, cap=0.01, total=0.05))
+    monkeypatch.setattr(telegram_send, "SEND_BACKOFF", Backoff(first=0.01, cap=0.01, total=0.05))
     monkeypatch.setattr(telegram_ledger, "REQUEUE_EVERY", 0.05)
     monkeypatch.setattr(telegram_ledger, "REQUEUE_AFTER", 0.0)
 
@@ -306,7 +307,7 @@ def test_a_button_press_tried_again_after_an_outage_still_opens_the_paragraph(
 def test_a_reply_still_undelivered_at_shutdown_is_answered_after_the_restart(
     api: FakeBotApi, config: Config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(telegram_state, "SEND_BACKOFF", Backoff(first=0.01, cap=0.01, total=0.05))
+    monkeypatch.setattr(telegram_send, "SEND_BACKOFF", Backoff(first=0.01, cap=0.01, total=0.05))
     question: dict[str, Any] = {}
 
     async def outage(app: Any) -> None:

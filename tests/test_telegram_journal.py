@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from bot.config import Config, TelegramSettings
-from bot.telegram_access import protect_handlers
+from bot.telegram.access import protect_handlers
 from tests.fakebotapi import BOT_ID, FakeBotApi, drive
 
 TOKEN, OTHER_TOKEN = "123456:TEST-TOKEN-abcdef", "654321:TEST-TOKEN-fedcba"

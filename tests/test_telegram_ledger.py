@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
-from bot import feedback, telegram_journal
+from bot import feedback
 from bot.feedback import FeedbackLog
-from bot.telegram_journal import Journal, identity_of
+from bot.telegram import journal as telegram_journal
+from bot.telegram.journal import Journal, identity_of
 
 BOT, OTHER_BOT = 7_000_000_001, 7_000_000_002
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from bot.answer import Citation, compose
 from bot.config import AnswerSettings
 from bot.session import ParagraphView
-from bot.telegram_render import (
+from bot.telegram.render import (
     MESSAGE_LIMIT,
     Block,
     answer_blocks,

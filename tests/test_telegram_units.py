@@ -1,25 +1,30 @@
 """Pieces of the Telegram front-end that need no server: HTML rendering and splitting, access policy,
-rate limiting, token redaction, deep-link payloads, and how `run_bot` reads its environment.
+rate limiting, token redaction, deep-link payloads, how `run_bot` reads its environment, and
+that our package `bot.telegram` never stands in for the library `telegram`.
 """
 
 from __future__ import annotations
 
+import ast
 import http.client
 import json
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+import telegram
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.answer import compose
 from bot.config import Config, TelegramSettings
 from bot.session import Conversation
-from bot.telegram import api_base_url, file_url, read_token
-from bot.telegram_access import Access, RateLimiter, RedactToken, protect_handlers, redact
-from bot.telegram_handlers import decode_payload, encode_payload
-from bot.telegram_render import (
+from bot.telegram import app
+from bot.telegram.access import Access, RateLimiter, RedactToken, protect_handlers, redact
+from bot.telegram.app import api_base_url, file_url, read_token
+from bot.telegram.handlers import decode_payload, encode_payload
+from bot.telegram.render import (
     MESSAGE_LIMIT,
     Block,
     answer_blocks,
@@ -222,3 +227,16 @@ def test_the_fake_server_routes_like_telegram() -> None:
         assert post("/bot123456:WRONG/getMe") == (401, {"ok": False, "error_code": 401, "description": "Unauthorized"})
     finally:
         api.stop()
+
+
+def test_the_front_end_package_and_the_library_of_the_same_name_stay_apart() -> None:
+    """Both are called `telegram`: the package imports the library absolutely and itself as `bot.telegram.…`."""
+    package = Path(app.__file__).parent
+    assert Path(telegram.__file__).parent != package and app.Update is telegram.Update
+    relative = [
+        f"{path.name}:{node.lineno}"
+        for path in sorted(package.glob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text("utf-8")))
+        if isinstance(node, ast.ImportFrom) and node.level > 0
+    ]
+    assert relative == []

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from .config import TelegramSettings
+from bot.config import TelegramSettings
 
 K = TypeVar("K")
 V = TypeVar("V")

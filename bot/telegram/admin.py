@@ -25,6 +25,9 @@ from telegram import Update
 from telegram.constants import ChatType
 from telegram.ext import ContextTypes
 
+from bot.config import Config
+from bot.telegram.handlers import reply
+from bot.telegram.state import bot_state
 from embeddings.atomic import atomic_write_bytes
 from embeddings.build import BuildReport
 from embeddings.corpus import speech_id_for
@@ -32,10 +35,6 @@ from embeddings.engine import open_retriever, rebuild, resolve_embedder
 from embeddings.errors import SpeechQAError, UnreadableSpeech
 from embeddings.load import SUPPORTED_SUFFIXES, read_document
 from embeddings.retrieve import Retriever
-
-from .config import Config
-from .telegram_handlers import reply
-from .telegram_state import bot_state
 
 logger = logging.getLogger(__name__)
 

@@ -35,16 +35,16 @@ from telegram.ext import (
     filters,
 )
 
+from bot.config import Config
+from bot.feedback import FeedbackLog
+from bot.telegram import admin, buttons, handlers, ledger
+from bot.telegram.access import Access, RateLimiter
+from bot.telegram.journal import Journal
+from bot.telegram.ledger import in_ledger
+from bot.telegram.send import Undelivered, send_html
+from bot.telegram.state import RETRIEVAL_WORKERS, STATE_KEY, BotState, bot_state
 from embeddings.engine import open_retriever
 from embeddings.errors import SpeechQAError
-
-from . import telegram_admin, telegram_buttons, telegram_handlers, telegram_ledger
-from .config import Config
-from .feedback import FeedbackLog
-from .telegram_access import Access, RateLimiter
-from .telegram_journal import Journal
-from .telegram_ledger import in_ledger
-from .telegram_state import RETRIEVAL_WORKERS, STATE_KEY, BotState, Undelivered, bot_state, send_html
 
 logger = logging.getLogger(__name__)
 
@@ -69,9 +69,9 @@ async def gate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Stop updates already handled, or in hand, and everything from users outside the allow-list."""
     state = bot_state(context)
     # Claimed before the first await, so two copies of an update cannot both pass.
-    if not telegram_ledger.claim():
+    if not ledger.claim():
         raise ApplicationHandlerStop
-    if await telegram_ledger.answered_before(update):  # by a run before a crash: Telegram redelivered it
+    if await ledger.answered_before(update):  # by a run before a crash: Telegram redelivered it
         logger.info("update %s was answered before the restart; skipped", update.update_id)
         raise ApplicationHandlerStop
     user, chat = update.effective_user, update.effective_chat
@@ -91,7 +91,7 @@ async def gate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     elif update.inline_query:
         await update.inline_query.answer([], cache_time=0, is_personal=True)
     elif chat and chat.type == "private" and not state.questions.check(("refused", chat.id)):
-        await telegram_handlers.reply(update, context, [REFUSED])
+        await handlers.reply(update, context, [REFUSED])
     raise ApplicationHandlerStop
 
 
@@ -143,16 +143,16 @@ async def post_init(application: Application) -> None:
         inline=RateLimiter(settings.rate_limit_per_minute * 5),
     )
     application.bot_data[STATE_KEY] = state
-    telegram_ledger.attach(application, state.journal, state.access)
-    await telegram_ledger.replay(application, state.journal)
+    ledger.attach(application, state.journal, state.access)
+    await ledger.replay(application, state.journal)
     bot = application.bot
     await bot.set_my_commands(COMMANDS)
     await bot.set_my_commands([c for c in COMMANDS if c.command != "start"], scope=BotCommandScopeAllGroupChats())
-    for admin in settings.admin_ids:
+    for admin_id in settings.admin_ids:
         try:
-            await bot.set_my_commands(ADMIN_COMMANDS, scope=BotCommandScopeChat(admin))
+            await bot.set_my_commands(ADMIN_COMMANDS, scope=BotCommandScopeChat(admin_id))
         except BadRequest as error:  # the admin has not opened a chat with the bot yet
-            logger.info("admin command menu for %s not set: %s", admin, error.message)
+            logger.info("admin command menu for %s not set: %s", admin_id, error.message)
     logger.info(
         "@%s ready: %d passages, %s retrieval on %d thread(s)",
         bot.username,
@@ -178,8 +178,8 @@ def build_application(config: Config, token: str, base_url: str | None = None, t
         .token(token)
         .defaults(Defaults(parse_mode="HTML", do_quote=False))
         .rate_limiter(AIORateLimiter(max_retries=3))
-        .update_queue(telegram_ledger.JournalQueue())
-        .concurrent_updates(telegram_ledger.LedgerProcessor(64))
+        .update_queue(ledger.JournalQueue())
+        .concurrent_updates(ledger.LedgerProcessor(64))
         .connect_timeout(timeout)
         .read_timeout(timeout)
         .write_timeout(timeout)
@@ -192,18 +192,18 @@ def build_application(config: Config, token: str, base_url: str | None = None, t
     application = builder.build()
     application.bot_data[CONFIG_KEY] = config
     application.add_handler(TypeHandler(Update, gate), group=-1)
-    application.add_handler(CommandHandler("start", telegram_handlers.start))
-    application.add_handler(CommandHandler("help", telegram_handlers.help_command))
-    application.add_handler(CommandHandler("ask", telegram_handlers.ask))
-    application.add_handler(CommandHandler("docs", telegram_handlers.docs))
-    application.add_handler(CommandHandler("source", telegram_handlers.source))
-    application.add_handler(CommandHandler("reindex", telegram_admin.reindex))
-    application.add_handler(MessageHandler(filters.Document.ALL, telegram_admin.upload))
-    application.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, telegram_handlers.text_message))
+    application.add_handler(CommandHandler("start", handlers.start))
+    application.add_handler(CommandHandler("help", handlers.help_command))
+    application.add_handler(CommandHandler("ask", handlers.ask))
+    application.add_handler(CommandHandler("docs", handlers.docs))
+    application.add_handler(CommandHandler("source", handlers.source))
+    application.add_handler(CommandHandler("reindex", admin.reindex))
+    application.add_handler(MessageHandler(filters.Document.ALL, admin.upload))
+    application.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, handlers.text_message))
     unknown = filters.COMMAND & filters.ChatType.PRIVATE
-    application.add_handler(MessageHandler(unknown, telegram_handlers.unknown_command))
-    application.add_handler(CallbackQueryHandler(telegram_buttons.button))
-    application.add_handler(InlineQueryHandler(telegram_buttons.inline_query))
+    application.add_handler(MessageHandler(unknown, handlers.unknown_command))
+    application.add_handler(CallbackQueryHandler(buttons.button))
+    application.add_handler(InlineQueryHandler(buttons.inline_query))
     application.add_error_handler(on_error)
     return application
 

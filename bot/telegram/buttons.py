@@ -23,13 +23,13 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest
 from telegram.ext import ContextTypes
 
+from bot.answer import Answer, compose
+from bot.telegram.handlers import answer_keyboard, encode_payload
+from bot.telegram.ledger import in_ledger
+from bot.telegram.render import answer_blocks, paragraph_blocks, passage_message, split_message
+from bot.telegram.send import edit_html, send_html
+from bot.telegram.state import Asked, BotState, bot_state
 from embeddings.errors import BadQuestion
-
-from .answer import Answer, compose
-from .telegram_handlers import answer_keyboard, encode_payload
-from .telegram_ledger import in_ledger
-from .telegram_render import answer_blocks, paragraph_blocks, passage_message, split_message
-from .telegram_state import Asked, BotState, bot_state, edit_html, send_html
 
 logger = logging.getLogger(__name__)
 

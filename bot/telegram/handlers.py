@@ -3,7 +3,7 @@
 Retrieval runs on the bot's retrieval pool (`BotState.retrieve`), so slow questions never hold up
 the event loop, nor commands that need no search; the answer goes out as HTML split below
 Telegram's limit, with its buttons on the last piece. Buttons and inline mode live in
-`telegram_buttons`.
+`bot.telegram.buttons`.
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Message, M
 from telegram.constants import ChatType
 from telegram.ext import ContextTypes
 
+from bot.answer import Answer
+from bot.session import Conversation, follow_up
+from bot.telegram.ledger import in_ledger
+from bot.telegram.render import answer_blocks, docs_blocks, paragraph_blocks, split_message
+from bot.telegram.send import send_html, typing
+from bot.telegram.state import Asked, bot_state
 from embeddings.errors import BadQuestion
-
-from .answer import Answer
-from .session import Conversation, follow_up
-from .telegram_ledger import in_ledger
-from .telegram_render import answer_blocks, docs_blocks, paragraph_blocks, split_message
-from .telegram_state import Asked, bot_state, send_html, typing
 
 EXAMPLES = ("工匠日是怎么设立的？", "“春风行动”坚持了多少年？", "好干部的标准是什么？")
 WELCOME = (

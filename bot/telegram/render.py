@@ -11,9 +11,9 @@ from __future__ import annotations
 import html
 from collections.abc import Iterable, Sequence
 
-from .answer import Answer, Citation
-from .render import NOT_FOUND, POSSIBLY_RELATED, SOURCES
-from .session import ParagraphView
+from bot.answer import Answer, Citation
+from bot.render import NOT_FOUND, POSSIBLY_RELATED, SOURCES
+from bot.session import ParagraphView
 
 MESSAGE_LIMIT = 4096
 TAGS = frozenset({"b", "i", "u", "s", "code", "pre", "blockquote", "tg-spoiler"})

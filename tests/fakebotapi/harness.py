@@ -42,7 +42,7 @@ async def running(app: Any, poll_timeout: float = 1.0) -> AsyncIterator[Any]:
 
 def drive(api: FakeBotApi, config: Any, scenario: Callable[[Any], Any], timeout: float = 2.0) -> None:
     """Run the bot built by production code against `api` while `scenario(app)` plays the users."""
-    from bot.telegram import build_application
+    from bot.telegram.app import build_application
 
     async def main() -> None:
         app = build_application(config, api.token, api.base_url, timeout=timeout)
