@@ -88,7 +88,8 @@ async def health(request: Request) -> JSONResponse:
     status = service.status
     body: dict[str, Any] = {"status": status}
     if service.retriever is not None:
-        body.update(mode=service.retriever.mode, passages=len(service.passages), notice=service.retriever.notice)
+        # The engine's notice names models and paths: it is for the operator's log, not for anyone asking.
+        body.update(mode=service.retriever.mode, passages=len(service.passages))
     return JSONResponse(body, status_code=200 if status == "ready" else 503)
 
 

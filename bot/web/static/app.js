@@ -124,7 +124,6 @@ function showAnswer(answer) {
   $("sources-title").hidden = !answer.hits.length;
   $("citations").replaceChildren();
   addHits(answer.hits);
-  $("notice").textContent = answer.notice || "";
   $("answer").hidden = false;
 }
 
