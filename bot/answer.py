@@ -27,8 +27,10 @@ class Citation:
     score: float
     snippet: str
     highlights: tuple[tuple[int, int], ...]  # spans of `snippet` that hold the question's words
+    paragraph: Passage | None = None  # the whole paragraph `passage` is the answering part of
 
     def to_dict(self) -> dict[str, Any]:
+        paragraph = self.paragraph or self.passage
         return {
             "number": self.number,
             "citation": self.passage.citation,
@@ -36,6 +38,8 @@ class Citation:
             "highlights": [list(span) for span in self.highlights],
             "score": round(self.score, 6),
             **self.passage.to_dict(),
+            "paragraph_start": paragraph.start,
+            "paragraph_end": paragraph.end,
         }
 
 
@@ -69,7 +73,13 @@ def compose(result: SearchResult, settings: AnswerSettings, hits: tuple[Hit, ...
     # Single characters (a question's "X" would light up every "xx") are too common to mark.
     words = [text for text, _, is_word in result.terms if is_word and len(text) > 1]
     citations = tuple(
-        Citation(n, hit.passage, hit.score, *_snippet(hit.passage.text, weights, words, settings.snippet_chars))
+        Citation(
+            n,
+            hit.passage,
+            hit.score,
+            *_snippet(hit.passage.text, weights, words, settings.snippet_chars),
+            paragraph=hit.paragraph,
+        )
         for n, hit in enumerate(page, 1)
     )
     sources = [Source(n, hit.paragraph or hit.passage) for n, hit in enumerate(page, 1)]
