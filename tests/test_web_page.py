@@ -182,3 +182,21 @@ def test_an_access_token_is_asked_for_once_and_sent(
         wait_for(browser, "#direct-text p")
         assert not browser.find_element(By.ID, "token-box").is_displayed()
         assert "3 篇" in browser.find_element(By.CSS_SELECTOR, "#speeches summary").text
+
+
+def test_a_question_asked_while_the_index_is_built_is_answered_once_it_is_ready(
+    hostile_index: tuple[Config, Retriever], browser: webdriver.Chrome
+) -> None:
+    config, retriever = hostile_index
+    built = threading.Event()
+
+    def slow_open() -> Retriever:
+        built.wait(30)
+        return retriever
+
+    with ThreadedServer(create_app(config, slow_open)) as server:
+        browser.get(f"{server.url}/?q={quote('工匠日是怎么设立的？')}")
+        WebDriverWait(browser, WAIT).until(lambda d: "自动重试" in d.find_element(By.ID, "status").text)
+        built.set()
+        wait_for(browser, "#direct-text p")
+        assert "全票通过" in browser.find_element(By.ID, "direct-text").text

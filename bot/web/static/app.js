@@ -21,6 +21,8 @@ const TOKEN_KEY = "speechqa-token";
 const $ = (id) => document.getElementById(id);
 let current = null; // {question, pageSize, shown, hits: Map rank → hit, quotes: Map rank → sentences}
 let retry = null; // what to run again once an access token is given
+let asking = 0; // the newest question's number: answers to older ones are dropped
+const RETRIES = 40;
 
 class ApiError extends Error {
   constructor(code) {
@@ -80,20 +82,29 @@ function fail(error, again) {
   say(MESSAGES[code] || `出错了（${code}），请稍后再试。`, true);
 }
 
-async function ask(question) {
+async function ask(question, attempt = 0) {
   question = question.trim();
   if (!question) return say(MESSAGES.empty_question, true);
+  const ticket = attempt ? asking : ++asking;
   history.replaceState(null, "", "?q=" + encodeURIComponent(question));
   $("submit").disabled = true;
   say("正在检索…");
   try {
     const answer = await call("POST", "/api/ask", { question });
+    if (ticket !== asking) return; // a newer question was asked meanwhile
     showAnswer(answer);
     say("");
     // A task queued from the next frame's callback runs once that frame has painted.
     requestAnimationFrame(() => setTimeout(() => performance.mark("speechqa-answer-painted")));
   } catch (error) {
-    fail(error, () => ask(question));
+    const code = error instanceof ApiError ? error.code : "network";
+    if ((code === "unavailable" || code === "busy") && attempt < RETRIES) {
+      // The index is still being built, or the server is full: ask again shortly, for a while.
+      say(`${MESSAGES[code]}（稍后自动重试）`);
+      setTimeout(() => ticket === asking && ask(question, attempt + 1), code === "busy" ? 1000 : 3000);
+    } else if (ticket === asking) {
+      fail(error, () => ask(question));
+    }
   } finally {
     $("submit").disabled = false;
   }
