@@ -161,7 +161,7 @@ async def load(url: str, asked: list[str], clients: int, per_client: int) -> dic
 
 
 def page(url: str, question: str, loads: int, profile: Path, screenshot: Path | None) -> dict[str, Any]:
-    from tests.browser import CHROMEDRIVER, CHROMIUM, chromium
+    from tests.webtools import CHROMEDRIVER, CHROMIUM, chromium
 
     if not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()):
         return {"skipped": "needs Debian's chromium and chromium-driver"}

@@ -18,7 +18,6 @@ import pytest
 pytest.importorskip("fastapi", reason="the web extra is not installed (pip install -e '.[web]')")
 pytest.importorskip("selenium", reason="selenium is not installed (pip install -e '.[dev]')")
 
-import uvicorn
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -27,11 +26,10 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from bot.config import Config
 from bot.web.app import create_app
-from bot.web.serve import bind
 from embeddings.engine import open_retriever
 from embeddings.retrieve import Retriever
-from tests.browser import CHROMEDRIVER, CHROMIUM, chromium
 from tests.conftest import SPEECHES, make_config
+from tests.webtools import CHROMEDRIVER, CHROMIUM, ThreadedServer, chromium
 
 pytestmark = pytest.mark.skipif(
     not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()),
@@ -48,25 +46,6 @@ HOSTILE = """关于职工书屋建设的讲话
 职工书屋的借阅登记要规范<img src=x onerror="window.__pwned = 2">，做到有借有还。
 """
 WAIT = 15
-
-
-class ThreadedServer:
-    """uvicorn on a free loopback port, in a thread of this process."""
-
-    def __init__(self, app: Any) -> None:
-        self._sock = bind("127.0.0.1", 0)
-        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
-        self._server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False))
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True)
-
-    def __enter__(self) -> ThreadedServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._server.should_exit = True
-        self._thread.join(10)
-        self._sock.close()
 
 
 @pytest.fixture(scope="module")

@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
 pytest.importorskip("uvicorn", reason="the web extra is not installed (pip install -e '.[web]')")
 
 from bot.cli import main
+from bot.web.app import create_app
 from bot.web.serve import bind
-from tests.conftest import REPO, write_config_file
+from embeddings.retrieve import Retriever
+from tests.conftest import REPO, make_config, write_config_file
+from tests.webtools import ThreadedServer
 
 
 def test_serves_then_stops_on_sigterm(tmp_path: Path, corpus_dir: Path) -> None:
@@ -74,3 +80,37 @@ def test_bad_address_is_one_line(tmp_path: Path, corpus_dir: Path, capsys, argum
     assert main(["--config", str(config), "serve", argument]) == 1
     err = capsys.readouterr().err
     assert message in err and "next:" in err and "Traceback" not in err
+
+
+def test_requests_in_flight_finish_when_the_server_stops(shipped_retriever: Retriever, tmp_path: Path) -> None:
+    release = threading.Event()
+
+    class Slow:
+        """The shipped retriever, with searches that wait for `release`."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(shipped_retriever, name)
+
+        def search(self, *args: Any, **kwargs: Any) -> Any:
+            release.wait(10)
+            return shipped_retriever.search(*args, **kwargs)
+
+    replies: list[dict[str, Any]] = []
+    app = create_app(make_config(tmp_path, tmp_path / "index"), lambda: cast(Retriever, Slow()))
+    with ThreadedServer(app) as server:
+        for _ in range(200):
+            with contextlib.suppress(OSError), urllib.request.urlopen(f"{server.url}/api/health"):
+                break
+            time.sleep(0.02)
+        body = json.dumps({"question": "工匠日是怎么设立的？"}).encode()
+        request = urllib.request.Request(f"{server.url}/api/ask", body, {"Content-Type": "application/json"})
+        asking = threading.Thread(target=lambda: replies.append(json.load(urllib.request.urlopen(request))))
+        asking.start()
+        time.sleep(0.3)  # the question is now waiting in the engine
+        server.stop()
+        time.sleep(0.5)
+        with pytest.raises(OSError):  # no new connections once stopping
+            urllib.request.urlopen(f"{server.url}/api/health", timeout=2)
+        release.set()
+        asking.join(10)
+    assert replies and replies[0]["found"] is True
