@@ -178,9 +178,19 @@ def test_503_while_the_index_is_built(shipped_retriever: Retriever, tmp_path: Pa
         assert client.post("/api/ask", json={"question": QUESTION}).status_code == 200
 
 
-def test_an_index_that_cannot_open_is_reported(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("failure", "logged"),
+    [
+        (CorpusError("the corpus folder does not exist", "set [corpus] path"), "the corpus folder does not exist"),
+        (PermissionError(13, "Permission denied", "/srv/index"), "Permission denied (/srv/index)"),
+        (RuntimeError("a bug"), "an unexpected error"),
+    ],
+)
+def test_an_index_that_cannot_open_is_reported(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, failure: Exception, logged: str
+) -> None:
     def broken() -> Retriever:
-        raise CorpusError("the corpus folder does not exist", "set [corpus] path")
+        raise failure
 
     with TestClient(create_app(make_config(tmp_path, tmp_path / "index"), broken)) as client:
         for _ in range(100):
@@ -188,7 +198,8 @@ def test_an_index_that_cannot_open_is_reported(tmp_path: Path) -> None:
                 break
             time.sleep(0.02)
         response = client.post("/api/ask", json={"question": QUESTION})
-    assert response.status_code == 503 and "corpus folder does not exist" in response.json()["error"]["message"]
+    assert response.status_code == 503 and response.json()["error"]["message"] == "the index could not be opened"
+    assert any(logged in r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
 
 
 def test_waiting_questions_are_bounded(shipped_retriever: Retriever, tmp_path: Path) -> None:

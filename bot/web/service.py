@@ -108,6 +108,13 @@ class Service:
             retriever = await asyncio.get_running_loop().run_in_executor(self._pool, self._opener)
         except SpeechQAError as error:
             self.problem = f"{error} (next: {error.hint})" if error.hint else str(error)
+        except OSError as error:
+            self.problem = f"{error.strerror or error}" + (f" ({error.filename})" if error.filename else "")
+        except Exception:
+            # Left unhandled, a failure here would leave the server "building" for ever.
+            logger.exception("opening the index failed")
+            self.problem = "an unexpected error"
+        if self.problem:
             logger.error("the index could not be opened: %s", self.problem)
             return
         self.passages = {p.passage_id: p for p in retriever.passages}
@@ -121,7 +128,8 @@ class Service:
         retriever = self.retriever
         if retriever is None:
             if self.problem:
-                raise Unavailable(f"the index could not be opened: {self.problem}", "fix it and restart the server")
+                # The reason names paths and models: it goes to the operator's log, not to every client.
+                raise Unavailable("the index could not be opened", "the server's log says why; fix it and restart")
             raise Unavailable("the index is being built", "try again in a few seconds")
         if self._waiting >= self.config.web.max_pending:
             raise Busy("too many questions are waiting", "try again in a moment")
