@@ -30,6 +30,11 @@ _DATE = re.compile(rf"\d{{3,4}}|{_NUMBER}\s*[年月日号]|[今明去前后]年|
 _SHARE = re.compile(r"[%％]|百分之|[一二三四五六七八九十]成")
 _DURATION = re.compile(rf"{_NUMBER}\s*(?:{_DURATION_UNITS})")
 _LENGTH = re.compile(rf"{_NUMBER}\s*(?:{_LENGTH_UNITS})")
+# Measure words a speaker uses for the same count: "几条意见" is answered by "四点意见".
+_SAME_COUNT = (("条", "点", "项", "层"), ("位", "名"), ("次", "回"))
+_INTERCHANGEABLE = {
+    unit: tuple(u for group in _SAME_COUNT if unit in group for u in group) for g in _SAME_COUNT for unit in g
+}
 _ANY_AMOUNT = re.compile(r"\d|[零〇一二两三四五六七八九十]+[百千万亿]|百分之")
 
 
@@ -59,7 +64,8 @@ class Expectation:
         if self.kind is AnswerKind.LENGTH:
             return bool(_LENGTH.search(text))
         if self.unit:
-            return re.search(rf"{_NUMBER}\s*{re.escape(self.unit)}", text) is not None
+            units = "|".join(re.escape(u) for u in _INTERCHANGEABLE.get(self.unit, (self.unit,)))
+            return re.search(rf"{_NUMBER}\s*(?:{units})", text) is not None
         return bool(_ANY_AMOUNT.search(text))
 
 

@@ -182,3 +182,12 @@ def test_the_shipped_vectors_cover_every_sentence_of_the_shipped_speeches():
     cache = EmbeddingCache(shipped / model_slug(BUNDLED_MODEL, model_fingerprint(BUNDLED_MODEL)), bundled.DIMENSION)
     missing = [text for text in texts if cache.get(hashlib.sha256(text.encode()).hexdigest()) is None]
     assert len(cache) >= len(texts) and not missing
+
+
+def test_a_count_may_be_given_in_a_measure_word_of_the_same_kind():
+    from embeddings.expect import expected_answer
+
+    points = expected_answer("讲话人结合明年工作一共谈了几条意见")
+    assert points is not None and points.met_by("我讲四点意见") and not points.met_by("我讲意见")
+    people = expected_answer("市总工会有多少名工作人员")
+    assert people is not None and people.met_by("共有30位同志") and not people.met_by("全市120家单位")
