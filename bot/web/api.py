@@ -26,6 +26,7 @@ from .service import MAX_RESULTS, Busy, NotFound, Service, Unavailable
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api")
 EXAMPLE = "工匠日是怎么设立的？"
+# Answers are the answer layer's own dicts, not response models: a field it adds reaches clients unchanged.
 ANSWER_DOC = "The answer object of `speechqa ask --json`: direct_answer, hits (citations), found, confidence, mode."
 
 
