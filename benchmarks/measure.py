@@ -25,8 +25,19 @@ from benchmarks.datasets import CACHE, Question
 from embeddings.evaluate import Quality, percentile, score
 
 WARMUP_QUERIES = 5
+# Seconds of embedding a row may spend, handed to each child by the run (unset: no limit).
+EMBED_BUDGET_ENV = "SPEECHQA_BENCH_EMBED_BUDGET_S"
 UNCACHED_BUILDS = CACHE / "uncached-builds.json"  # build times of cached rows, measured with an empty cache
 MRR_DEPTH = 10
+
+
+class RowSkipped(Exception):
+    """A row that would not finish embedding within its budget; the message is the table's reason."""
+
+
+def embed_budget() -> float | None:
+    value = os.environ.get(EMBED_BUDGET_ENV, "")
+    return float(value) if value else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,8 +141,9 @@ class Stopwatch:
         self.seconds = time.perf_counter() - self._started
 
 
-def cache_state(embedded: int, reused: int) -> str:
-    return "cold" if not reused else "warm" if not embedded else "partial"
+def cache_state(was_empty: bool, embedded: int) -> str:
+    """A cached row's build: "cold" (the cache was empty), "warm" (nothing embedded) or "partial"."""
+    return "cold" if was_empty else "warm" if not embedded else "partial"
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,12 +205,16 @@ def _cpu_model() -> str:
     return ""
 
 
+def known_uncached_builds() -> dict[str, dict[str, Any]]:
+    try:
+        return dict(json.loads(UNCACHED_BUILDS.read_text("utf-8")))
+    except (OSError, ValueError):
+        return {}
+
+
 def remember_uncached_builds(results: Sequence[Measurement]) -> dict[str, dict[str, float | str]]:
     """Remember the build time of a cached row measured with an empty cache; the README quotes it later."""
-    try:
-        known = json.loads(UNCACHED_BUILDS.read_text("utf-8"))
-    except (OSError, ValueError):
-        known = {}
+    known = known_uncached_builds()
     fresh = {
         f"{m.dataset}/{m.system}": {
             "build_s": m.build_s,

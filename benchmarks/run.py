@@ -26,18 +26,18 @@ from dataclasses import asdict
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from benchmarks.datasets import DATASETS, SPEECH_SETS, pool_chars
-from benchmarks.measure import Measurement, machine_line, remember_uncached_builds
-from benchmarks.systems import EMBEDDING_SYSTEMS, REPO, SYSTEMS
+from benchmarks.datasets import DATASETS, SPEECH_SETS
+from benchmarks.measure import (
+    EMBED_BUDGET_ENV,
+    Measurement,
+    RowSkipped,
+    machine_line,
+    remember_uncached_builds,
+)
+from benchmarks.plan import DENSE_EMBED_BUDGET_S, run_order, skip_reason
+from benchmarks.systems import REPO, SYSTEMS
 
 README = REPO / "README.md"
-# Embedding all 3,507 CMRC passages (1.8 M characters) on a small CPU takes far longer than the rest
-# of the run. It is projected from the rate each system measured on the 848 pool and skipped over
-# budget: 4 minutes of embedding per row keeps a full 2-core run within about half an hour.
-DENSE_EMBED_BUDGET_S = 240.0
-# Embedding systems last: the 3,507 ones depend on the 848 ones' rates.
-RUN_ORDER = ("lexical", "baseline", "hybrid", "tutorial-hybrid", "hybrid-minilm")
-MINILM_DATASETS = (*SPEECH_SETS, "cmrc-848")  # the weak-model check; elsewhere it only costs time
 ROW_TIMEOUT_S = 1800.0
 
 
@@ -55,7 +55,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=float,
         default=DENSE_EMBED_BUDGET_S,
         metavar="S",
-        help="skip an embedding system on the 3,507 pool when embedding it is projected above S seconds "
+        help="skip a row whose uncached embeddings are projected to take more than S seconds "
         f"(default {DENSE_EMBED_BUDGET_S:.0f})",
     )
     parser.add_argument(
@@ -114,7 +114,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run_child(dataset: str, system: str, quick: bool) -> int:
     from benchmarks.systems import run_one
 
-    measurement = run_one(dataset, system, quick)
+    try:
+        measurement = run_one(dataset, system, quick)
+    except RowSkipped as skipped:
+        print(json.dumps({"skipped": str(skipped)}, ensure_ascii=False))
+        return 0
     print(json.dumps(asdict(measurement), ensure_ascii=False))
     return 0
 
@@ -131,14 +135,13 @@ def run_all(args: argparse.Namespace, command: str) -> int:
     if not args.only_speeches and not args.no_dense and args.datasets == DATASETS and "hybrid" in args.systems:
         _log("CLI: index build from nothing and cold start …")
         cold = measure_cold_start()
-    for dataset in (d for d in DATASETS if d in args.datasets):
-        for system in (s for s in RUN_ORDER if s in args.systems):
-            reason = skip_reason(dataset, system, args, results)
-            if reason is None:
-                reason = _run_or_reason(dataset, system, args, results)
-            if reason is not None:
-                skipped[(dataset, system)] = reason
-                _log(f"{dataset} / {system}: {reason}")
+    for dataset, system in run_order(args.datasets, args.systems):
+        reason = skip_reason(dataset, system, args, results)
+        if reason is None:
+            reason = _run_or_reason(dataset, system, args, results)
+        if reason is not None:
+            skipped[(dataset, system)] = reason
+            _log(f"{dataset} / {system}: {reason}")
     seconds = time.perf_counter() - started
     context = RunContext(machine_line(load_at_start), date.today().isoformat(), command, seconds, args.quick)
     markdown = render(context, results, skipped, cold, remember_uncached_builds(results))
@@ -160,32 +163,6 @@ def run_all(args: argparse.Namespace, command: str) -> int:
     return 0
 
 
-def skip_reason(dataset: str, system: str, args: argparse.Namespace, results: Sequence[Measurement]) -> str | None:
-    if f"{dataset}:{system}" in args.skip:
-        return "not run in this run (--skip)"
-    if system not in EMBEDDING_SYSTEMS:
-        return None
-    if args.no_dense:
-        return "not run (--no-dense)"
-    if system == "hybrid-minilm" and dataset not in MINILM_DATASETS:
-        return "not run (MiniLM is checked on the speeches sets and the 848 pool only)"
-    if args.quick and dataset.startswith("cmrc-"):
-        return "not run (--quick)"
-    if dataset != "cmrc-3507":
-        return None
-    rate = next((m.embed_chars_per_s for m in results if (m.dataset, m.system) == ("cmrc-848", system)), None)
-    if not rate:
-        return "not run: no embedding rate was measured on the 848 pool to project its cost"
-    chars = pool_chars(dataset)
-    projected = chars / rate
-    if projected > args.dense_budget:
-        return (
-            f"not run: embedding {chars:,} characters would take ~{projected / 60:.0f} min at the {rate:,.0f} "
-            f"characters/s measured on the 848 pool (budget {args.dense_budget:.0f} s)"
-        )
-    return None
-
-
 def _run_or_reason(dataset: str, system: str, args: argparse.Namespace, results: list[Measurement]) -> str | None:
     """Run one child; a failure becomes the row's reason instead of ending the whole run."""
     timeout = args.row_timeout
@@ -195,11 +172,13 @@ def _run_or_reason(dataset: str, system: str, args: argparse.Namespace, results:
             return "not run: the run's deadline (--deadline) had come"
     _log(f"{dataset} / {system} …")
     try:
-        measurement = run_in_child(dataset, system, args.quick, timeout)
+        measurement = run_in_child(dataset, system, args.quick, timeout, min(args.dense_budget, timeout - 60))
     except subprocess.TimeoutExpired:
         return f"cut short after {timeout / 60:.0f} min (row limit or --deadline); embeddings so far stay cached"
     except RuntimeError as error:
         return f"failed: {error}"
+    if isinstance(measurement, str):
+        return measurement
     results.append(measurement)
     q, lat, f = measurement.quality, measurement.latency, measurement.figures
     direct = "" if f.direct_holds_gold is None else f"  direct holds gold {f.direct_holds_gold}/{f.direct_of}"
@@ -211,15 +190,21 @@ def _run_or_reason(dataset: str, system: str, args: argparse.Namespace, results:
     return None
 
 
-def run_in_child(dataset: str, system: str, quick: bool, timeout: float | None = None) -> Measurement:
+def run_in_child(
+    dataset: str, system: str, quick: bool, timeout: float | None = None, budget: float | None = None
+) -> Measurement | str:
+    """The child's measurement, or the reason it gave for not running (`RowSkipped`)."""
     command = [sys.executable, "-m", "benchmarks.run", "--one", dataset, system] + (["--quick"] if quick else [])
     # Offline by construction: the model is a local folder, and the hub client must not go looking.
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    if budget is not None:
+        env[EMBED_BUDGET_ENV] = f"{budget:.0f}"
     done = subprocess.run(command, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True, check=False, timeout=timeout)
     lines = [line for line in done.stdout.splitlines() if line.strip()]
     if done.returncode != 0 or not lines:
         raise RuntimeError(f"`{shlex.join(command[1:])}` exited {done.returncode} (its stderr is above)")
-    return Measurement.from_dict(json.loads(lines[-1]))
+    record = json.loads(lines[-1])
+    return str(record["skipped"]) if "skipped" in record else Measurement.from_dict(record)
 
 
 def command_line(argv: Sequence[str] | None) -> str:

@@ -11,8 +11,8 @@
 
 speechqa runs with the repository's `config.toml` (its dictionaries, stop words, BM25 and fusion
 settings); only the dense side is overridden. Every index is built from scratch into a temporary
-directory; only a dataset marked `cached_embeddings` (the 69-document corpus) reuses embeddings
-kept in `benchmarks/.cache/` from an earlier run, and its row says so.
+directory; only the big corpora (`cached_embeddings`: the 69 documents, the CMRC pools) reuse the
+embeddings an earlier run kept in `benchmarks/.cache/`, and their rows say so.
 """
 
 from __future__ import annotations
@@ -84,8 +84,22 @@ def engine_settings(system: str) -> tuple[EngineSettings, Path, Any]:
         dense = replace(engine.dense, mode="required", model=str(minilm_folder()), query_instruction="")
     else:
         dense = replace(engine.dense, mode="off")
+    if hasattr(dense, "shipped_vectors"):
+        # The vectors shipped for data/speeches would make a speeches build skip embedding: every
+        # row embeds what it indexes (or says which cache it reused).
+        dense = replace(dense, shipped_vectors="")
     fusion = replace(engine.fusion, dense_weight="auto")
     return replace(engine, dense=dense, fusion=fusion), config.corpus_path, config.answer
+
+
+def speechqa_cache(dataset: str, system: str) -> Path:
+    return SPEECHQA_CACHE / dataset / ("minilm" if system == "hybrid-minilm" else "bundled-e5")
+
+
+def uncached(dataset: str, system: str) -> bool:
+    """Nothing of `dataset` embedded by `system` is kept yet (a speechqa cache file, or the tutorial's)."""
+    folder = TUTORIAL_CACHE / dataset if system == "tutorial-hybrid" else speechqa_cache(dataset, system)
+    return not folder.is_dir() or not any(folder.rglob("*.np*"))
 
 
 def run_one(dataset_name: str, system: str, quick: bool) -> Measurement:
@@ -126,6 +140,7 @@ def direct_check(retriever: Retriever, answer_settings: Any) -> DirectCheck:
 def _speechqa(dataset: Dataset, system: str, settings: EngineSettings, answer: Any) -> Measurement:
     embedder = None
     load_s = None
+    was_empty = False
     if system != "lexical":
         from embeddings.dense import load_embedder
 
@@ -137,8 +152,11 @@ def _speechqa(dataset: Dataset, system: str, settings: EngineSettings, answer: A
         root = Path(tmp) / "index"
         if embedder is not None and dataset.cached_embeddings:
             root.mkdir()
-            SPEECHQA_CACHE.mkdir(parents=True, exist_ok=True)
-            (root / "cache").symlink_to(SPEECHQA_CACHE, target_is_directory=True)
+            # One folder per dataset: speechqa's cache keeps only the vectors its last build used.
+            kept = speechqa_cache(dataset.name, system)
+            was_empty = uncached(dataset.name, system)
+            kept.mkdir(parents=True, exist_ok=True)
+            (root / "cache").symlink_to(kept, target_is_directory=True)
         with Stopwatch() as build:
             report = build_index(dataset.corpus, settings, root, embedder=embedder)
         retriever = Retriever(open_stored(root), settings, embedder)
@@ -146,7 +164,7 @@ def _speechqa(dataset: Dataset, system: str, settings: EngineSettings, answer: A
             raise RuntimeError(f"the {system} index came up lexical-only: the model's vectors were not used")
         check = direct_check(retriever, answer) if any(q.gold_spans for q in dataset.questions) else None
         outcomes, timed, notes = sampled_outcomes(engine_search(retriever), embedder, dataset.questions, check)
-        state = cache_state(report.embedded, report.reused) if embedder and dataset.cached_embeddings else ""
+        state = cache_state(was_empty, report.embedded) if embedder and dataset.cached_embeddings else ""
         if state:
             notes.append(f"embedded {report.embedded:,} sentences, reused {report.reused:,} from benchmarks/.cache")
     return Measurement(

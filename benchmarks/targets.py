@@ -152,9 +152,10 @@ def _speed(hybrid: Measurement | None, cold: ColdStart | None) -> list[str]:
                 f"(runs: {runs} s)",
             ),
             _check(
-                cold.index_s <= 60,
-                f"`speechqa index` of the shipped speeches from nothing (no embedding cache), default config: "
-                f"{cold.index_s:.1f} s ≤ 60 s",
+                cold.index_from_nothing_s <= 60,
+                "`speechqa index` of the shipped speeches from nothing (no index, no embedding cache, no shipped "
+                f"vectors), default config: {cold.index_from_nothing_s:.1f} s ≤ 60 s (as shipped, with the "
+                f"shipped vectors: {cold.index_s:.1f} s)",
             ),
         ]
     lines.append(

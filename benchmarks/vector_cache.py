@@ -33,6 +33,11 @@ class VectorCache:
     def __len__(self) -> int:
         return len(self._vectors)
 
+    def missing(self, texts: list[str]) -> list[str]:
+        """The distinct texts not cached yet, in order."""
+        keys = {hashlib.sha256(text.encode()).hexdigest(): text for text in texts}
+        return [text for key, text in keys.items() if key not in self._vectors]
+
     def vectors(self, texts: list[str], embed: Callable[[list[str]], np.ndarray]) -> np.ndarray:
         """Vectors for `texts` in order, embedding (in batches) only those not cached yet."""
         keys = [hashlib.sha256(text.encode()).hexdigest() for text in texts]
