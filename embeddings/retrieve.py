@@ -29,6 +29,8 @@ RELATED_FLOOR = 0.25
 # Choosing the sentence a hit shows, meaning weighs half as much as in ranking: the words the
 # asker chose are the better guide to which sentence of an already relevant paragraph answers.
 SENTENCE_MEANING_SHARE = 0.5
+# A sentence with the number, date or measure the question asks for is likelier the one that answers.
+SHAPE_BONUS = 0.3
 
 
 def validate_question(question: str, max_chars: int = MAX_QUERY_CHARS) -> str:
@@ -154,13 +156,13 @@ class Retriever:
             pool, fused = pool[keep], fused[keep]
         depth = max(top_k, self.settings.rerank.candidates if self.reranker is not None else 0)
         words = _words(tokens)
-        shown = [self._shown(int(p), words, lexical, unit_scores) for p in ranked[:depth]]
+        expectation = expected_answer(matching_form(question))
+        shown = [self._shown(int(p), words, lexical, unit_scores, expectation) for p in ranked[:depth]]
         if self.reranker is not None:
             head = shown[: self.settings.rerank.candidates]
             scores = self.reranker.score(question, [self.passages[row].search_text for row in head])
             shown = rerank_order(head, scores) + shown[len(head) :]
         order_rows = shown[:top_k]
-        expectation = expected_answer(matching_form(question))
         # The speeches answer the question when one of the leading paragraphs covers it, in words or
         # in meaning; the direct answer then draws on all of them, not only on the first.
         confidence = max(
@@ -187,7 +189,14 @@ class Retriever:
             sentence_scores=self._sentence_scores(order_rows, unit_scores),
         )
 
-    def _shown(self, paragraph: int, words: list[str], lexical: np.ndarray, unit_scores: np.ndarray | None) -> int:
+    def _shown(
+        self,
+        paragraph: int,
+        words: list[str],
+        lexical: np.ndarray,
+        unit_scores: np.ndarray | None,
+        expectation: Expectation | None,
+    ) -> int:
         rows = self.paragraphs.rows[paragraph]
         units = self.paragraphs.units[paragraph]
         weights = {word: self.lexical.idf(word) for word in set(words)}
@@ -205,10 +214,11 @@ class Retriever:
                 if total
                 else 0.0
             )
+            shape = SHAPE_BONUS if expectation is not None and expectation.met_by(text) else 0.0
             if similarity is None:
-                return covered
+                return covered + shape
             share = SENTENCE_MEANING_SHARE * self.dense_weight
-            return (1 - share) * covered + share * float(similarity[position[unit]])
+            return (1 - share) * covered + share * float(similarity[position[unit]]) + shape
 
         return shown_row(
             rows,
