@@ -31,6 +31,7 @@ RELATED_FLOOR = 0.25
 SENTENCE_MEANING_SHARE = 0.5
 # A sentence with the number, date or measure the question asks for is likelier the one that answers.
 SHAPE_BONUS = 0.3
+FORM_CACHE = 100_000  # sentences whose matching form is kept
 
 
 def validate_question(question: str, max_chars: int = MAX_QUERY_CHARS) -> str:
@@ -87,6 +88,7 @@ class Retriever:
         self.tokenize = query_tokenizer(stored.directory / "query_dict.txt", Path(lexical.stopwords), lexical.bigrams)
         self.question_frames = load_stopwords(Path(lexical.question_frames))
         self._matching_texts: dict[int, str] = {}  # row → matching form of its search text, filled as needed
+        self._unit_forms: dict[int, str] = {}  # unit → matching form of its sentence, filled as needed
         dense: dict[str, Any] = stored.manifest.get("dense") or {}
         configured = settings.fusion.dense_weight
         # The configured weight applies as soon as it is set; "auto" takes the one calibrated at build time.
@@ -208,7 +210,7 @@ class Retriever:
         position = {int(u): i for i, u in enumerate(units)}
 
         def rate(unit: int) -> float:
-            text = matching_form(self.unit_text(unit))
+            text = self._unit_form(unit)
             covered = (
                 sum(w for word, w in weights.items() if word.removeprefix(BIGRAM_PREFIX) in text) / total
                 if total
@@ -229,6 +231,15 @@ class Retriever:
             unit_score=rate,
         )
 
+    def _unit_form(self, unit: int) -> str:
+        """The matching form of a sentence, kept once computed: the same leading paragraphs come up again and again."""
+        form = self._unit_forms.get(unit)
+        if form is None:
+            if len(self._unit_forms) >= FORM_CACHE:  # a bot that stays up must not grow without bound
+                self._unit_forms.clear()
+            form = self._unit_forms[unit] = matching_form(self.unit_text(unit))
+        return form
+
     def unit_text(self, unit: int) -> str:
         row, start, end = (int(v) for v in self.units[unit])
         passage = self.passages[row]
@@ -246,7 +257,8 @@ class Retriever:
     ) -> Hit:
         passage = self.passages[row]
         paragraph = int(self.paragraphs.of_row[row])
-        dense = None if unit_scores is None else float(self.paragraphs.dense(unit_scores)[paragraph])
+        units = self.paragraphs.units[paragraph]
+        dense = None if unit_scores is None or not len(units) else float(unit_scores[units].max())
         return Hit(
             rank=rank,
             passage=passage,
