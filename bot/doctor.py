@@ -123,6 +123,7 @@ def _model_check(engine: EngineSettings) -> dict[str, Any]:
 
 def _index_check(config: Config) -> dict[str, Any]:
     from embeddings.engine import IndexState, index_status, planned_dense_model
+    from embeddings.store import open_stored
 
     try:
         planned = planned_dense_model(config.engine, allow_network=False)
@@ -130,6 +131,11 @@ def _index_check(config: Config) -> dict[str, Any]:
     except SpeechQAError as error:
         return _check("index", False, str(error), error.hint)
     if status.state is IndexState.FRESH and status.stored is not None:
+        try:
+            # Every file's SHA-256: loading checks a large index's files by size only (SECURITY.md).
+            open_stored(config.index_path, verify=True)
+        except SpeechQAError as error:
+            return _check("index", False, str(error), error.hint)
         manifest = status.stored.manifest
         dense = manifest.get("dense")
         mode = f"hybrid with {dense['model']} (weight {dense['weight']:.2f})" if dense else "lexical-only"

@@ -23,7 +23,7 @@ from embeddings.errors import IndexError_, ModelUnavailable
 from embeddings.rerank import Reranker, load_reranker
 from embeddings.retrieve import Retriever
 from embeddings.settings import EngineSettings
-from embeddings.store import OutdatedIndex, StoredIndex, open_stored
+from embeddings.store import OutdatedIndex, StoredIndex, build_running, open_stored
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +40,7 @@ class IndexStatus:
     state: IndexState
     reason: str
     stored: StoredIndex | None = None
+    dense_pending: bool = False  # words only for now: a running build is embedding for the planned model
 
 
 def corpus_fingerprint(root: Path) -> str:
@@ -69,10 +70,12 @@ def index_status(corpus_root: Path, index_root: Path, settings: EngineSettings, 
         return IndexStatus(IndexState.STALE, "the jieba dictionary, stop words or question words changed", stored)
     built = manifest.get("dense") or {}
     built_model = built.get("model")
-    if dense_model != built_model:
+    # A words-only index sealed while a running build embeds for this model is what there is to use meanwhile.
+    pending = built_model is None and pending_model(stored) == dense_model and build_running(index_root)
+    if dense_model != built_model and not pending:
         return IndexStatus(IndexState.STALE, f"the embedding model changed ({built_model} → {dense_model})", stored)
     # An unknown fingerprint (a hub model not downloaded yet) proves nothing; the width is checked on loading.
-    fingerprint = model_fingerprint(dense_model) if dense_model is not None else ""
+    fingerprint = model_fingerprint(dense_model) if dense_model is not None and not pending else ""
     if fingerprint and fingerprint != built.get("fingerprint"):
         return IndexStatus(
             IndexState.STALE, f"the embedding model changed: the files of {dense_model} differ from the index's", stored
@@ -81,7 +84,23 @@ def index_status(corpus_root: Path, index_root: Path, settings: EngineSettings, 
         corpus = load_corpus(corpus_root, settings.segment)
         if corpus.content_hash != manifest.get("corpus_hash"):
             return IndexStatus(IndexState.STALE, "the speeches changed since the index was built", stored)
-    return IndexStatus(IndexState.FRESH, "up to date", stored)
+    return IndexStatus(IndexState.FRESH, "up to date", stored, dense_pending=pending)
+
+
+def pending_model(stored: StoredIndex) -> str | None:
+    """The model a build was still embedding for when it sealed this words-only index, if any."""
+    pending = stored.manifest.get("dense_pending")
+    return str(pending.get("model")) if isinstance(pending, dict) and stored.manifest.get("dense") is None else None
+
+
+def pending_notice(stored: StoredIndex) -> str:
+    if pending_model(stored) is None:
+        return ""
+    sentences = int(stored.manifest["dense_pending"].get("sentences") or 0)
+    return (
+        f"semantic search is still being built ({sentences:,} sentences to embed): "
+        "answers use words only until `speechqa index` finishes"
+    )
 
 
 def resolve_embedder(settings: EngineSettings, allow_network: bool) -> tuple[Embedder | None, str]:
@@ -165,7 +184,10 @@ def open_retriever(
     planned = planned_dense_model(settings, allow_network=allow_network and force)
     status = index_status(corpus_root, index_root, settings, planned)
     needs_build = force or status.state is not IndexState.FRESH
-    embedder, dense_notice = resolve_embedder(settings, allow_network=allow_network and needs_build)
+    if status.dense_pending and not needs_build:
+        embedder, dense_notice = None, ""  # the vectors are not there yet: no need to load the model
+    else:
+        embedder, dense_notice = resolve_embedder(settings, allow_network=allow_network and needs_build)
     reason = status.reason if status.state is not IndexState.FRESH else "rebuild requested"
     if not needs_build and status.stored is not None and (changed := width_change(status.stored, embedder)):
         needs_build, reason = True, changed
@@ -189,7 +211,7 @@ def open_retriever(
     report = build(reason) if needs_build else None
     stored = open_stored(index_root) if report is not None or status.stored is None else status.stored
     reranker, rerank_notice = resolve_reranker(settings, allow_network)
-    notice = "; ".join(n for n in (dense_notice, rerank_notice) if n)
+    notice = "; ".join(n for n in (pending_notice(stored), dense_notice, rerank_notice) if n)
     try:
         return Retriever(stored, settings, embedder, notice, reranker), report
     except IndexError_ as error:

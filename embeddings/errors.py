@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+REBUILD_HINT = "rebuild it with: speechqa index"
+
 
 class SpeechQAError(Exception):
     """Base for errors a user can act on; front-ends show `str(error)` and `hint`, never a traceback."""

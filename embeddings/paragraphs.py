@@ -9,7 +9,7 @@ for a long paragraph is often a neighbour of the answer.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,49 +22,63 @@ from embeddings.units import END, ROW, START
 PASSAGE_SHARE = 1.0
 
 
+class Members:
+    """Paragraph *p* → its passage rows (or units), in order: a slice of the owners sorted by paragraph."""
+
+    def __init__(self, owner: np.ndarray) -> None:
+        # Rows and units are written paragraph by paragraph, so owners are usually sorted already:
+        # then a paragraph's members are found by binary search, with nothing computed at load.
+        self._owner = owner
+        self._order: np.ndarray | None = None
+        if len(owner) > 1 and not bool(np.all(owner[1:] >= owner[:-1])):
+            self._order = np.argsort(owner, kind="stable")
+            self._owner = owner[self._order]
+
+    def __getitem__(self, paragraph: int) -> np.ndarray:
+        start, end = np.searchsorted(self._owner, (paragraph, paragraph + 1))
+        if self._order is None:
+            return np.arange(start, end, dtype=np.int64)
+        return self._order[start:end]
+
+
 @dataclass(frozen=True, slots=True)
 class ParagraphMap:
     """Which paragraph every passage row and every sentence unit belongs to, and back."""
 
-    keys: tuple[tuple[str, int], ...]  # paragraph id → (speech id, paragraph number)
+    count: int  # paragraphs in the index
     of_row: np.ndarray  # passage row → paragraph id
-    rows: tuple[np.ndarray, ...]  # paragraph id → its passage rows, in order
+    rows: Members  # paragraph id → its passage rows, in order
     of_unit: np.ndarray  # unit → paragraph id
-    units: tuple[np.ndarray, ...]  # paragraph id → its units, in order
+    units: Members  # paragraph id → its units, in order
 
     @classmethod
-    def build(cls, passages: Sequence[Passage], unit_table: np.ndarray) -> ParagraphMap:
-        ids: dict[tuple[str, int], int] = {}
-        of_row = np.array([ids.setdefault((p.speech_id, p.paragraph_no), len(ids)) for p in passages], dtype=np.int64)
+    def build(cls, of_row: np.ndarray, unit_table: np.ndarray) -> ParagraphMap:
+        """From `paragraph_ids` of the passages, as stored with the index."""
         of_unit = of_row[unit_table[:, ROW]] if len(unit_table) else np.zeros(0, dtype=np.int64)
-        return cls(
-            keys=tuple(ids),
-            of_row=of_row,
-            rows=_members(of_row, len(ids)),
-            of_unit=of_unit,
-            units=_members(of_unit, len(ids)),
-        )
+        count = int(of_row.max()) + 1 if len(of_row) else 0
+        return cls(count=count, of_row=of_row, rows=Members(of_row), of_unit=of_unit, units=Members(of_unit))
 
     def __len__(self) -> int:
-        return len(self.keys)
+        return self.count
 
     def lexical(self, paragraphs: np.ndarray, row_scores: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
         """Each paragraph's best passage score; `row_scores` scores an array of passage rows."""
         if not len(paragraphs):
             return np.zeros(0)
-        rows = np.concatenate([self.rows[p] for p in paragraphs])
-        owner = np.repeat(np.arange(len(paragraphs)), [len(self.rows[p]) for p in paragraphs])
+        members = [self.rows[p] for p in paragraphs]
+        rows = np.concatenate(members)
+        owner = np.repeat(np.arange(len(paragraphs)), [len(m) for m in members])
         return group_maxima(row_scores(rows), owner, len(paragraphs))
 
     def dense(self, unit_scores: np.ndarray) -> np.ndarray:
         """Each paragraph's best sentence similarity (the lowest one where a paragraph has no sentence)."""
-        return group_maxima(unit_scores, self.of_unit, len(self.keys))
+        return group_maxima(unit_scores, self.of_unit, self.count)
 
 
-def _members(owner: np.ndarray, count: int) -> tuple[np.ndarray, ...]:
-    order = np.argsort(owner, kind="stable")
-    bounds = np.searchsorted(owner[order], np.arange(count + 1))
-    return tuple(order[bounds[i] : bounds[i + 1]] for i in range(count))
+def paragraph_ids(passages: Iterable[Passage]) -> np.ndarray:
+    """Passage row → paragraph id, numbered in order of first appearance."""
+    ids: dict[tuple[str, int], int] = {}
+    return np.array([ids.setdefault((p.speech_id, p.paragraph_no), len(ids)) for p in passages], dtype=np.int64)
 
 
 def paragraph_passage(speech: Speech | None, number: int, template: Passage) -> Passage:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -79,9 +80,10 @@ class Retriever:
         self.reranker = reranker
         self.settings = settings
         self.notice = notice
-        # Everything is read now: a rebuild by another process may delete this generation at any time.
-        self.passages: list[Passage] = stored.read_passages()
-        self.speeches: dict[str, Speech] = stored.read_speeches()
+        # Passages and speeches are read on demand from memory-mapped files: a cold start costs the
+        # same for any corpus size, and the maps keep this generation's files readable after a rebuild.
+        self.passages: Sequence[Passage] = stored.read_passages()
+        self.speeches: Mapping[str, Speech] = stored.read_speeches()
         self.units = stored.read_units()
         self.lexical = LexicalIndex.load(stored.directory / "lexical")
         lexical = settings.lexical
@@ -119,12 +121,14 @@ class Retriever:
                 )
             self.unit_vectors = all_vectors(self.vectors)
         counts = {len(self.passages), self.lexical.num_docs, int(stored.manifest["counts"]["passages"])}
-        rows_named = {int(row) for row in self.units[:, 0]} if len(self.units) else set()
-        if len(counts) != 1 or any(not 0 <= row < len(self.passages) for row in rows_named):
+        of_row = stored.read_paragraphs()
+        counts.add(len(of_row))
+        held_by = self.units[:, 0]
+        if len(counts) != 1 or (len(held_by) and not 0 <= int(held_by.min()) <= int(held_by.max()) < len(of_row)):
             raise IndexError_(
                 f"the index in {stored.directory} is inconsistent (row counts {sorted(counts)})", REBUILD_HINT
             )
-        self.paragraphs = ParagraphMap.build(self.passages, self.units)
+        self.paragraphs = ParagraphMap.build(of_row, self.units)
 
     @property
     def mode(self) -> str:

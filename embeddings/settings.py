@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 DenseMode = Literal["off", "auto", "required"]
-VectorIndexKind = Literal["flat", "hnsw", "ivf"]
+VectorIndexKind = Literal["auto", "flat", "hnsw", "ivf"]
 DenseFallback = Literal["bundled", "none"]
 
 
@@ -44,7 +44,7 @@ class DenseSettings:
     # sentences found there by content are not embedded again. Empty: none.
     shipped_vectors: str = ""
     query_instruction: str = "为这个句子生成表示以用于检索相关文章："
-    index: VectorIndexKind = "flat"
+    index: VectorIndexKind = "auto"
     batch_size: int = 32
     device: str = "cpu"
 

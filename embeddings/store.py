@@ -2,17 +2,24 @@
 
     INDEX_DIR/CURRENT            name of the live generation (replaced atomically)
     INDEX_DIR/gen-*/manifest.json   versions, model, counts, corpus and config hashes, file digests
-    INDEX_DIR/gen-*/passages.jsonl  row i = BM25 document i
+    INDEX_DIR/gen-*/passages.jsonl  row i = BM25 document i (with byte offsets: rows are read on demand)
     INDEX_DIR/gen-*/units.npy       sentence units (passage row, start, end) = FAISS vector u
-    INDEX_DIR/gen-*/speeches.jsonl  cleaned speech texts, for whole paragraphs and offsets
+    INDEX_DIR/gen-*/paragraphs.npy  passage row → paragraph number in the index
+    INDEX_DIR/gen-*/speeches.jsonl  cleaned speech texts, for whole paragraphs and offsets (ids sorted beside)
     INDEX_DIR/gen-*/lexical/, query_dict.txt, dense.faiss
     INDEX_DIR/cache/             embeddings by sentence content hash (survive rebuilds)
 
 A build writes a new generation completely, fsyncs it, and only then points CURRENT at it; a crash
 at any moment leaves the previous generation live. The generation it replaces is kept until the
-next build, so a process that was opening it meanwhile still finds its files. Every file is checked
-against the manifest's size and SHA-256 on load, and the manifest's own fields against what readers
-expect, so a truncated or altered index is refused with the command that rebuilds it, never used.
+next build, so a process that was opening it meanwhile still finds its files; an open index maps
+its files, so it keeps reading them even after a later build deletes them.
+
+Every file is checked against the manifest's size on load, and against its SHA-256 too while the
+index is small (`DIGEST_ON_LOAD_BYTES` in all): hashing a large index on every cold start would
+cost seconds, so a large one has its digests checked when it is built and by `speechqa doctor`,
+and its loaders check the structure they read. The manifest's own fields are always checked
+against what readers expect, so a truncated or altered index is refused with the command that
+rebuilds it, never used.
 """
 
 from __future__ import annotations
@@ -28,31 +35,51 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from embeddings.atomic import atomic_write_text, fsync_dir
-from embeddings.errors import IndexError_
-from embeddings.passage import Paragraph, Passage, Speech
+from embeddings.errors import REBUILD_HINT, IndexError_
+from embeddings.ondisk import mapped
+
+if TYPE_CHECKING:
+    from embeddings.lazycorpus import Speeches
+    from embeddings.ondisk import JsonlRows
+    from embeddings.passage import Passage
 
 # The contract between the code that writes an index and the code that reads it. Bump it whenever
 # tokenisation, segmentation, the query dictionary or the file layout changes: an index of another
 # format is then stale and rebuilt. The package version is recorded but not compared, on purpose:
 # most releases change the bot, not the index, and each needless rebuild re-embeds the corpus.
-INDEX_FORMAT = 3
+INDEX_FORMAT = 4  # 4: offsets beside the JSONL files, sorted vocabulary, paragraphs.npy (read on demand)
 CURRENT = "CURRENT"
 MANIFEST = "manifest.json"
-REBUILD_HINT = "rebuild it with: speechqa index"
-LEXICAL_FILES = ("data.csc.index.npy", "indices.csc.index.npy", "indptr.csc.index.npy", "vocab.index.json")
+LEXICAL_FILES = (
+    "data.csc.index.npy",
+    "indices.csc.index.npy",
+    "indptr.csc.index.npy",
+    "vocab.txt",
+    "vocab.txt.offsets.npy",
+    "meta.json",
+)
 UNITS_FILE = "units.npy"
+PARAGRAPHS_FILE = "paragraphs.npy"
 REQUIRED_FILES = (
     "passages.jsonl",
+    "passages.jsonl.offsets.npy",
     "speeches.jsonl",
+    "speeches.jsonl.offsets.npy",
+    "speech_ids.txt",
+    "speech_ids.txt.offsets.npy",
+    "speech_ids.lines.npy",
     "query_dict.txt",
     UNITS_FILE,
+    PARAGRAPHS_FILE,
     *(f"lexical/{n}" for n in LEXICAL_FILES),
 )
+# An index whose files add up to less is hashed whole on every load (the shipped corpus: ~2 MB, a few ms).
+DIGEST_ON_LOAD_BYTES = 64 * 1024 * 1024
 DENSE_FILE = "dense.faiss"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -68,29 +95,35 @@ class StoredIndex:
     directory: Path
     manifest: dict[str, Any]
 
-    def read_passages(self) -> list[Passage]:
-        with self._reading("passages.jsonl") as path:
-            return [Passage.from_dict(json.loads(line)) for line in path.read_text("utf-8").splitlines()]
+    def read_passages(self) -> JsonlRows[Passage]:
+        from embeddings.lazycorpus import read_passages
+
+        with self._reading("passages.jsonl"):
+            passages = read_passages(self.directory)
+            passages.check_ends()  # other rows are checked when first read
+            return passages
 
     def read_units(self) -> np.ndarray:
         with self._reading(UNITS_FILE) as path:
-            table = np.load(path, allow_pickle=False)
+            table = mapped(path)
             if table.ndim != 2 or table.shape[1] != 3 or table.dtype.kind != "i":
                 raise ValueError(f"unexpected shape {table.shape} or type {table.dtype}")
             return table
 
-    def read_speeches(self) -> dict[str, Speech]:
-        speeches = {}
-        with self._reading("speeches.jsonl") as path:
-            for line in path.read_text("utf-8").splitlines():
-                record = json.loads(line)
-                record["paragraphs"] = tuple(
-                    Paragraph(p["number"], p["start"], p["end"], tuple(p["section_path"])) for p in record["paragraphs"]
-                )
-                record["sections"] = tuple(record["sections"])
-                record["aliases"] = tuple(record["aliases"])
-                speeches[record["speech_id"]] = Speech(**record)
-        return speeches
+    def read_paragraphs(self) -> np.ndarray:
+        with self._reading(PARAGRAPHS_FILE) as path:
+            of_row = mapped(path)
+            if of_row.ndim != 1 or of_row.dtype.kind != "i":
+                raise ValueError(f"unexpected shape {of_row.shape} or type {of_row.dtype}")
+            return of_row
+
+    def read_speeches(self) -> Speeches:
+        from embeddings.lazycorpus import Speeches
+
+        with self._reading("speeches.jsonl"):
+            speeches = Speeches(self.directory)
+            speeches.check_ends()
+            return speeches
 
     @contextlib.contextmanager
     def _reading(self, name: str) -> Iterator[Path]:
@@ -100,24 +133,6 @@ class StoredIndex:
             yield path
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
             raise IndexError_(f"the index file {path} cannot be read ({error})", REBUILD_HINT) from error
-
-
-def speech_record(speech: Speech) -> dict[str, Any]:
-    return {
-        "speech_id": speech.speech_id,
-        "source": speech.source,
-        "title": speech.title,
-        "subtitle": speech.subtitle,
-        "text": speech.text,
-        "paragraphs": [
-            {"number": p.number, "start": p.start, "end": p.end, "section_path": list(p.section_path)}
-            for p in speech.paragraphs
-        ],
-        "sections": list(speech.sections),
-        "rules_fired": speech.rules_fired,
-        "encoding": speech.encoding,
-        "aliases": list(speech.aliases),
-    }
 
 
 def file_digest(path: Path) -> str:
@@ -146,6 +161,31 @@ def new_generation(root: Path) -> Path:
     return directory
 
 
+def successor(root: Path, directory: Path) -> Path:
+    """A new generation holding hard links to `directory`'s files (sealed ones never change), to build on."""
+    following = new_generation(root)
+    for path in directory.rglob("*"):
+        if path.is_file() and path.name != MANIFEST:
+            target = following / path.relative_to(directory)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.link(path, target)
+    return following
+
+
+def build_running(root: Path) -> bool:
+    """Whether a build holds the lock of `root` now (another process's, or this one's)."""
+    try:
+        with (root / ".lock").open("a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            return False
+    except OSError:
+        return False
+
+
 def commit_generation(root: Path, directory: Path, manifest: dict[str, Any]) -> None:
     """Seal `directory` with its manifest and make it the live index; then drop all but it and its predecessor."""
     files = sorted(p for p in directory.rglob("*") if p.is_file())
@@ -172,8 +212,11 @@ def _live_name(root: Path) -> str | None:
         return None
 
 
-def open_stored(root: Path, verify: bool = True) -> StoredIndex:
-    """The live generation, verified against its manifest; `IndexError_` says what is wrong."""
+def open_stored(root: Path, verify: bool | None = None) -> StoredIndex:
+    """The live generation, checked against its manifest; `IndexError_` says what is wrong.
+
+    Sizes are always checked; digests when `verify`, or (None) when the index is small enough.
+    """
     pointer = root / CURRENT
     if not pointer.is_file():
         raise IndexError_(f"no index has been built in {root}", REBUILD_HINT)
@@ -186,6 +229,8 @@ def open_stored(root: Path, verify: bool = True) -> StoredIndex:
     except (OSError, ValueError) as error:
         raise IndexError_(f"the index manifest in {directory} cannot be read ({error})", REBUILD_HINT) from error
     _check_manifest(directory, manifest)
+    if verify is None:
+        verify = sum(entry["size"] for entry in manifest["files"].values()) <= DIGEST_ON_LOAD_BYTES
     for name, expected in manifest["files"].items():
         path = directory / name
         if not path.is_file():

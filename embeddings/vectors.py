@@ -1,7 +1,7 @@
 """Passage vectors: a FAISS index over normalised embeddings, and a cache keyed by passage content.
 
-Exact inner product (`flat`) is the default: at speech-corpus sizes it is both exact and fast.
-HNSW and IVF are there for large corpora; IVF needs enough vectors to train its lists, so a small
+"auto" (the default) builds the exact inner-product index (`flat`) while that is fast, and HNSW or
+IVF for large corpora (`chosen_kind`); IVF needs enough vectors to train its lists, so a small
 corpus gets the exact index instead, and the manifest records the kind actually built. The cache
 lets a corpus change re-embed only the passages that changed: vectors are stored per content hash,
 per model and model version.
@@ -23,11 +23,26 @@ from embeddings.store import REBUILD_HINT
 _CACHE_FILE = "embeddings.npz"
 # faiss warns below 39 training points per list; 64 vectors give at least one full list.
 IVF_MIN_VECTORS = 64
+AUTO_HNSW_FROM = 100_000
+AUTO_IVF_FROM = 5_000_000
+
+
+def chosen_kind(kind: str, count: int) -> str:
+    """What "auto" means for `count` vectors: exact while a brute-force scan is cheap, then HNSW, then IVF.
+
+    Exact search over 100k 384-wide vectors is ~40 M multiply-adds, a few ms; beyond that HNSW keeps
+    recall@10 near 1 (see README, "Scale") at the price of ~260 bytes of graph per vector, and from
+    5M vectors on (~8 GB of float32 already) IVF's lists cost less memory than HNSW's graph.
+    """
+    if kind != "auto":
+        return kind
+    return "flat" if count < AUTO_HNSW_FROM else "hnsw" if count < AUTO_IVF_FROM else "ivf"
 
 
 def build_vector_index(vectors: np.ndarray, kind: str) -> Any:
     import faiss
 
+    kind = chosen_kind(kind, len(vectors))
     dimension = vectors.shape[1]
     index: Any
     if kind == "hnsw":

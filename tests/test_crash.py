@@ -32,10 +32,15 @@ from tests.fakes import FakeEmbedder
 # (module, attribute) of every function through which a build writes to the file system.
 WRITE_STEPS = (
     ("embeddings.build", "new_generation"),
-    ("embeddings.build", "_write_jsonl"),
+    ("embeddings.build", "write_passages"),
+    ("embeddings.build", "write_speeches"),
     ("embeddings.build", "write_query_dictionary"),
-    ("embeddings.build", "save_vector_index"),
-    ("embeddings.lexical", "LexicalIndex.save"),
+    ("embeddings.densebuild", "save_vector_index"),
+    ("embeddings.build", "successor"),
+    ("embeddings.build", "assemble"),
+    ("embeddings.build", "write_strings"),
+    ("embeddings.build", "write_meta"),
+    ("embeddings.bm25build", "Spill.add"),
     ("embeddings.atomic", "_create_temporary"),
     ("pathlib", "Path.replace"),
     ("shutil", "rmtree"),

@@ -12,7 +12,7 @@ from embeddings.dense import model_fingerprint
 from embeddings.engine import IndexState, index_status, open_retriever, rebuild
 from embeddings.errors import IndexError_, ModelUnavailable
 from embeddings.settings import DenseSettings, FusionSettings
-from embeddings.store import CURRENT, open_stored
+from embeddings.store import CURRENT, INDEX_FORMAT, open_stored
 from tests.conftest import LEAD_GOOSE, SPEECHES, UNION
 from tests.fakes import FakeEmbedder
 
@@ -31,7 +31,7 @@ def test_manifest_records_what_shaped_the_index(config_factory):
     assert manifest["counts"]["speeches"] == 2
     assert manifest["config_hash"] == config.engine.index_hash()
     assert manifest["dense"] is None
-    assert manifest["package_version"] and manifest["bm25s_version"]
+    assert manifest["package_version"] and manifest["format"] == INDEX_FORMAT
     assert len(manifest["corpus_hash"]) == 64
     assert {"passages.jsonl", "speeches.jsonl", "query_dict.txt"} <= set(manifest["files"])
     assert not any(p.suffix == ".pkl" for p in retriever.stored.directory.rglob("*"))

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embeddings import build, engine
+from embeddings import densebuild, engine
 from embeddings.dense import load_embedder, model_fingerprint, supply_hint
 from embeddings.engine import IndexState, index_status, open_retriever, rebuild
 from embeddings.errors import IndexError_, ModelUnavailable
@@ -83,7 +83,7 @@ def test_a_wider_model_the_fingerprint_misses_is_never_searched(
     shutil.copytree(tiny_model, folder)
     config = _hybrid_config(config_factory, folder)
     corpus, index = config.corpus_path, config.index_path
-    for module in (build, engine):  # a model whose files look the same to the fingerprint
+    for module in (densebuild, engine):  # a model whose files look the same to the fingerprint
         monkeypatch.setattr(module, "model_fingerprint", lambda model: "unchanged")
     open_retriever(corpus, index, config.engine)
     shutil.rmtree(folder)

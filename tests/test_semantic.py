@@ -169,8 +169,8 @@ def test_the_shipped_vectors_cover_every_sentence_of_the_shipped_speeches():
     import hashlib
 
     from bot.config import load_config
-    from embeddings.build import model_slug
     from embeddings.dense import model_fingerprint
+    from embeddings.densebuild import model_slug
     from embeddings.vectors import EmbeddingCache
     from tests.conftest import REPO
 

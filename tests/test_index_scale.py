@@ -1,0 +1,183 @@
+"""Scale: the streamed BM25 equals bm25s's, an open index reads records on demand, embedding resumes."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from embeddings import bm25build, build, densebuild, store
+from embeddings.corpus import load_corpus
+from embeddings.engine import IndexState, IndexStatus, index_status, open_retriever, pending_notice, rebuild
+from embeddings.errors import IndexError_
+from embeddings.lexical import LexicalIndex
+from embeddings.passage import Passage
+from embeddings.retrieve import Retriever
+from embeddings.settings import DenseSettings, FusionSettings
+from embeddings.store import open_stored
+from embeddings.tokenize import passage_tokenizer
+from embeddings.units import corpus_units
+from embeddings.vectors import EmbeddingCache
+from tests.conftest import SPEECHES, make_config
+from tests.fakes import FakeEmbedder
+
+
+def _bm25s_columns(token_lists: list[list[str]], k1: float, b: float) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """What the index held before it was streamed: bm25s's own arrays, by token."""
+    import bm25s
+
+    retriever = bm25s.BM25(k1=k1, b=b, method="lucene")
+    retriever.index([tokens or [""] for tokens in token_lists], show_progress=False)
+    data, indices, indptr = (retriever.scores[k] for k in ("data", "indices", "indptr"))
+    return {
+        token: (indices[indptr[i] : indptr[i + 1]], data[indptr[i] : indptr[i + 1]])
+        for token, i in retriever.vocab_dict.items()
+        if token and i < len(indptr) - 1
+    }
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_streamed_bm25_arrays_equal_bm25s_on_the_shipped_corpus(tmp_path, monkeypatch, workers):
+    config = make_config(SPEECHES, tmp_path / "index")
+    lexical = config.engine.lexical
+    corpus = load_corpus(SPEECHES, config.engine.segment)
+    tokenizer = passage_tokenizer(Path(lexical.user_dict), Path(lexical.stopwords), lexical.bigrams)
+    expected = _bm25s_columns([tokenizer(p.search_text) for p in corpus.passages], lexical.k1, lexical.b)
+
+    # Chunks of 7 passages, on two workers: boundaries and order across processes are exercised too.
+    monkeypatch.setattr(bm25build, "CHUNK_PASSAGES", 7)
+    monkeypatch.setattr(build, "CHUNK_PASSAGES", 7)
+    monkeypatch.setattr(bm25build.os, "cpu_count", lambda: workers)
+    report = rebuild(SPEECHES, tmp_path / "index", config.engine, embedder=None, note="", progress=False)
+    index = LexicalIndex.load(report.directory / "lexical")
+    assert index.num_docs == len(corpus.passages) and len(index.vocab) == len(expected)
+    for token, (rows, scores) in expected.items():
+        got_rows, got_scores = index.column(index.vocab[token])
+        assert np.array_equal(got_rows, rows) and np.array_equal(got_scores, scores), token
+
+
+def test_an_open_index_reads_passages_and_speeches_only_when_asked(config_factory, monkeypatch):
+    config = config_factory()
+    corpus = load_corpus(config.corpus_path, config.engine.segment)
+    open_retriever(config.corpus_path, config.index_path, config.engine)
+    parsed: list[str] = []
+    real = Passage.from_dict
+
+    def counted(cls: type[Passage], record: dict[str, Any]) -> Passage:
+        parsed.append(record["passage_id"])
+        return real(record)
+
+    monkeypatch.setattr(Passage, "from_dict", classmethod(counted))
+    retriever, report = open_retriever(config.corpus_path, config.index_path, config.engine)
+    assert report is None and len(parsed) <= 2  # the first and last rows, checked on opening
+
+    passages = retriever.passages
+    assert len(passages) == len(corpus.passages) and list(passages) == list(corpus.passages)
+    assert passages[-1] == corpus.passages[-1] and passages[1:3] == list(corpus.passages[1:3])
+    with pytest.raises(IndexError):
+        passages[len(passages)]
+    speeches = retriever.speeches
+    assert len(speeches) == len(corpus.speeches) and list(speeches) == [s.speech_id for s in corpus.speeches]
+    assert list(speeches.values()) == list(corpus.speeches)
+    assert dict(speeches.items()) == {s.speech_id: s for s in corpus.speeches}
+    first = corpus.speeches[0]
+    assert speeches[first.speech_id] == first and speeches.get(first.speech_id) == first
+    assert first.speech_id in speeches and "no-such-speech" not in speeches and speeches.get("no-such") is None
+    assert retriever.search("工匠日是怎么设立的？").hits
+
+
+def test_a_killed_embedding_keeps_what_it_embedded_and_the_next_build_carries_on(config_factory, monkeypatch):
+    config = config_factory()
+    engine = replace(config.engine, dense=DenseSettings(mode="auto", model=FakeEmbedder().name, shipped_vectors=""))
+    engine = replace(engine, fusion=FusionSettings(0.5))
+    monkeypatch.setattr(densebuild, "EMBED_CHUNK", 20)
+
+    class Killed(Exception):
+        pass
+
+    class DiesOnThirdChunk(FakeEmbedder):
+        calls = 0
+
+        def embed_passages(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
+            DiesOnThirdChunk.calls += 1
+            if DiesOnThirdChunk.calls == 3:
+                raise Killed
+            return super().embed_passages(texts, show_progress)
+
+    with pytest.raises(Killed):
+        rebuild(config.corpus_path, config.index_path, engine, embedder=DiesOnThirdChunk(), note="", progress=False)
+    corpus = load_corpus(config.corpus_path, engine.segment)
+    _, texts = corpus_units(corpus.passages, corpus.speeches, engine.segment.max_chars)
+    caches = list((config.index_path / "cache").iterdir())
+    assert len(caches) == 1
+    cache = EmbeddingCache(caches[0], FakeEmbedder().dimension)
+    assert len(cache) == 40  # two chunks of 20 sentences, saved before the third was attempted
+
+    embedder = FakeEmbedder()
+    report = rebuild(config.corpus_path, config.index_path, engine, embedder=embedder, note="", progress=False)
+    distinct = len({hashlib.sha256(t.encode()).hexdigest() for t in texts})
+    assert report.embedded == distinct - 40 and report.reused == len(texts) - report.embedded
+    assert len(embedder.embedded) == distinct - 40
+
+
+def test_a_passage_record_has_every_field(shipped_retriever):
+    passage = shipped_retriever.passages[0]
+    record = passage.to_dict()
+    assert list(record) == [f.name for f in fields(Passage)] and Passage.from_dict(record) == passage
+
+
+def test_words_only_answers_while_a_long_embedding_runs_then_the_whole_index(config_factory, monkeypatch):
+    config = config_factory()
+    engine = replace(config.engine, dense=DenseSettings(mode="auto", model=FakeEmbedder().name, shipped_vectors=""))
+    engine = replace(engine, fusion=FusionSettings(0.5))
+    monkeypatch.setattr(densebuild, "PROVISIONAL_FROM", 1)
+    seen: list[tuple[IndexStatus, Retriever]] = []
+
+    class Peeking(FakeEmbedder):
+        def embed_passages(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
+            if not seen:  # the build holds the lock and has sealed the words-only index
+                status = index_status(config.corpus_path, config.index_path, engine, self.name)
+                assert status.stored is not None
+                seen.append((status, Retriever(status.stored, engine, None, pending_notice(status.stored))))
+            return super().embed_passages(texts, show_progress)
+
+    rebuild(config.corpus_path, config.index_path, engine, embedder=Peeking(), note="", progress=False)
+    status, meanwhile = seen[0]
+    assert status.state is IndexState.FRESH and status.dense_pending
+    assert meanwhile.mode == "lexical" and "still being built" in meanwhile.notice
+    assert meanwhile.search("工匠日是怎么设立的？").hits
+
+    after = index_status(config.corpus_path, config.index_path, engine, FakeEmbedder().name)
+    assert after.state is IndexState.FRESH and not after.dense_pending
+    assert after.stored is not None and after.stored.manifest["dense"]["model"] == FakeEmbedder().name
+
+    # Killed after sealing the words-only index: with no build running, it is stale and rebuilt.
+    class Killed(Exception):
+        pass
+
+    class Dies(FakeEmbedder):
+        def embed_passages(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
+            raise Killed
+
+    (config.corpus_path / "extra.txt").write_text("补充讲话\n\n　　工会要服务职工。\n", "utf-8")
+    with pytest.raises(Killed):
+        rebuild(config.corpus_path, config.index_path, engine, embedder=Dies(), note="", progress=False)
+    stale = index_status(config.corpus_path, config.index_path, engine, FakeEmbedder().name)
+    assert stale.state is IndexState.STALE and not stale.dense_pending
+
+
+def test_a_large_index_is_checked_by_size_on_load_and_by_digest_at_build_and_doctor(config_factory, monkeypatch):
+    config = config_factory()
+    retriever, _ = open_retriever(config.corpus_path, config.index_path, config.engine)
+    target = retriever.stored.directory / "passages.jsonl"
+    target.write_text(target.read_text("utf-8").replace("工会", "公司", 1), "utf-8")  # same size, other bytes
+    with pytest.raises(IndexError_, match="damaged"):
+        open_stored(config.index_path)  # small: every digest on every load
+    monkeypatch.setattr(store, "DIGEST_ON_LOAD_BYTES", 0)
+    open_stored(config.index_path)  # large: sizes only, so a cold start does not hash gigabytes
+    with pytest.raises(IndexError_, match="damaged"):
+        open_stored(config.index_path, verify=True)  # what `speechqa doctor` runs
