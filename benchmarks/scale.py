@@ -90,7 +90,7 @@ def watched(command: list[str]) -> dict[str, Any]:
     stop = threading.Event()
 
     def sample() -> None:
-        while not stop.wait(0.1):
+        while not stop.wait(0.5):  # PSS of a multi-GB process is costly to read: not too often
             tree = _tree(process.pid)
             peaks["rss"] = max([peaks["rss"], *(_kb(pid, "VmRSS", "status") for pid in tree)])
             peaks["pss"] = max(peaks["pss"], sum(_kb(pid, "Pss", "smaps_rollup") for pid in tree))

@@ -54,6 +54,10 @@ def top_rows(scores: np.ndarray, count: int) -> np.ndarray:
     """The rows of the `count` highest scores, best first, ties in row order: `argsort` without sorting it all."""
     if count >= len(scores):
         return np.argsort(-scores, kind="stable")
+    positive = np.flatnonzero(scores > 0)
+    if count <= len(positive) < len(scores) // 2:
+        # Then the best are all positive: a question's words touch few of a large corpus's passages.
+        return positive[top_rows(scores[positive], count)]
     kth = np.partition(scores, len(scores) - count)[len(scores) - count]
     above = np.flatnonzero(scores > kth)
     head = np.concatenate([above, np.flatnonzero(scores == kth)[: count - len(above)]])

@@ -47,13 +47,13 @@ def build_vector_index(vectors: np.ndarray, kind: str) -> Any:
     index: Any
     if kind == "hnsw":
         index = faiss.IndexHNSWFlat(dimension, 32, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efSearch = 128
+        index.hnsw.efSearch = 512  # recall@10 against exact: 0.93 at 128, 0.97 at 256, 0.99 at 512 (README, "Scale")
     elif kind == "ivf" and len(vectors) >= IVF_MIN_VECTORS:
         lists = max(1, min(int(4 * math.sqrt(len(vectors))), len(vectors) // 39))
         quantizer = faiss.IndexFlatIP(dimension)
         index = faiss.IndexIVFFlat(quantizer, dimension, lists, faiss.METRIC_INNER_PRODUCT)
         index.train(vectors)
-        index.nprobe = max(1, lists // 8)
+        index.nprobe = max(1, lists // 4)  # recall@10 against exact: 0.86 probing an eighth, 0.95 a quarter
     else:
         # Inner product equals cosine similarity on normalised vectors; position in the index is the passage row.
         index = faiss.IndexFlatIP(dimension)
