@@ -136,9 +136,10 @@ def run_all(args: argparse.Namespace, command: str) -> int:
         _log("CLI: index build from nothing and cold start …")
         cold = measure_cold_start()
     for dataset, system in run_order(args.datasets, args.systems):
-        reason = skip_reason(dataset, system, args, results)
-        if reason is None:
-            reason = _run_or_reason(dataset, system, args, results)
+        try:
+            reason = skip_reason(dataset, system, args, results) or _run_or_reason(dataset, system, args, results)
+        except Exception as error:  # a bug in one row's bookkeeping must not lose the rows already measured
+            reason = f"failed: {type(error).__name__}: {error}"
         if reason is not None:
             skipped[(dataset, system)] = reason
             _log(f"{dataset} / {system}: {reason}")

@@ -1,4 +1,4 @@
-"""The benchmark's LangChain tutorial ensemble: splitter, reciprocal rank fusion, search (fake embedder)."""
+"""The benchmark's LangChain tutorial ensemble (splitter, reciprocal rank fusion, search) and its run plan."""
 
 from __future__ import annotations
 
@@ -71,3 +71,20 @@ def test_figures_count_direct_answers_per_kind():
     by_kind = figures_by_kind(outcomes)
     assert by_kind["list"].quality.hit_at_1 == 0.5
     assert by_kind["unanswerable-offtopic"].quality.declined_unanswerable == 1
+
+
+def test_plan_runs_cheap_rows_first_and_says_why_a_row_is_left_out():
+    import argparse
+
+    from benchmarks.datasets import DATASETS
+    from benchmarks.plan import run_order, skip_reason
+    from benchmarks.systems import EMBEDDING_SYSTEMS, SYSTEMS
+
+    order = run_order(DATASETS, SYSTEMS)
+    first_embedding = next(i for i, (_, s) in enumerate(order) if s in EMBEDDING_SYSTEMS)
+    assert all(s in EMBEDDING_SYSTEMS for _, s in order[first_embedding:])
+    args = argparse.Namespace(skip=["speeches:baseline"], no_dense=False, quick=False, dense_budget=900)
+    assert skip_reason("speeches", "hybrid", args, []) is None  # two speeches: always embedded
+    assert skip_reason("speeches", "baseline", args, []) == "not run in this run (--skip)"
+    assert str(skip_reason("corpus-69", "hybrid-minilm", args, [])).startswith("not run (")
+    assert skip_reason("speeches", "tutorial-hybrid", argparse.Namespace(**{**vars(args), "no_dense": True}), [])
