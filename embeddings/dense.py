@@ -25,7 +25,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from embeddings.bundled import BUNDLED_MODEL, nfkc, unsupported_reason
+from embeddings.bundled import BUNDLED_MODEL, BundledEmbedder, nfkc, unsupported_reason
 from embeddings.errors import ModelUnavailable
 
 logger = logging.getLogger(__name__)
@@ -228,8 +228,6 @@ def locate_model(model: str, allow_network: bool, timeout: float = 3.0) -> Model
 def load_embedder(model: str, query_instruction: str, batch_size: int, device: str, allow_network: bool) -> Embedder:
     """Load the configured model or raise `ModelUnavailable` with how to supply one."""
     if model == BUNDLED_MODEL:
-        from embeddings.bundled import BundledEmbedder
-
         return BundledEmbedder()
     location = locate_model(model, allow_network)
     if not location.available:
