@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import random
 from dataclasses import fields, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import jieba
 import numpy as np
 import pytest
 
-from embeddings import bm25build, build, densebuild, store
+from embeddings import bm25build, build, densebuild, store, tokenize
 from embeddings.corpus import load_corpus
 from embeddings.engine import IndexState, IndexStatus, index_status, open_retriever, pending_notice, rebuild
 from embeddings.errors import IndexError_
@@ -19,11 +22,14 @@ from embeddings.passage import Passage
 from embeddings.retrieve import Retriever
 from embeddings.settings import DenseSettings, FusionSettings
 from embeddings.store import open_stored
+from embeddings.textnorm import matching_form
 from embeddings.tokenize import passage_tokenizer
 from embeddings.units import corpus_units
 from embeddings.vectors import EmbeddingCache
-from tests.conftest import SPEECHES, make_config
+from tests.conftest import REPO, SHARED, SPEECHES, make_config
 from tests.fakes import FakeEmbedder
+
+REPORTS = SHARED / "corpus-reports"
 
 
 def _bm25s_columns(token_lists: list[list[str]], k1: float, b: float) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -181,3 +187,39 @@ def test_a_large_index_is_checked_by_size_on_load_and_by_digest_at_build_and_doc
     open_stored(config.index_path)  # large: sizes only, so a cold start does not hash gigabytes
     with pytest.raises(IndexError_, match="damaged"):
         open_stored(config.index_path, verify=True)  # what `speechqa doctor` runs
+
+
+def _texts_to_cut() -> list[str]:
+    """The shipped speeches, every 20th passage of the official reports when present, and seeded noise
+    (rare CJK blocks, Latin, digits, emoji, blanks), each as is and in matching form."""
+    config = make_config(SPEECHES, Path("unused"))
+    passages = list(load_corpus(SPEECHES, config.engine.segment).passages)
+    if REPORTS.is_dir():
+        passages += load_corpus(REPORTS, config.engine.segment).passages[::20]
+    texts = [p.search_text for p in passages]
+    alphabet = sorted(set("".join(texts))) + list("abcXYZ0123456789.+-#&%_ \t\n\r")
+    alphabet += ["㐀", "䶵", "鿖", "𠀀", "😀", "\u3000"]
+    chooser = random.Random(12)
+    texts += ["".join(chooser.choices(alphabet, k=chooser.randint(1, 60))) for _ in range(3000)]
+    return texts + [matching_form(text) for text in texts]
+
+
+def test_jieba_rs_cuts_passages_exactly_as_jieba_does():
+    pytest.importorskip("rjieba")
+    user_dict = str(REPO / "data/jieba/userdict.txt")
+    fast, reference = tokenize._passage_cut(user_dict), tokenize._full_segmenter(user_dict)
+    assert isinstance(fast, partial) and not isinstance(getattr(fast.func, "__self__", None), jieba.Tokenizer)
+    differing = [text for text in _texts_to_cut() if fast(text) != reference.lcut(text, HMM=False)]
+    assert differing == []
+
+
+def test_without_jieba_rs_passages_are_cut_by_jieba(monkeypatch):
+    user_dict = REPO / "data/jieba/userdict.txt"
+    stopwords = REPO / "data/jieba/stopwords.txt"
+    with_rs = passage_tokenizer(user_dict, stopwords, True)
+    monkeypatch.setattr(tokenize, "rjieba", None)
+    monkeypatch.setattr(tokenize, "_passage_cut", tokenize._passage_cut.__wrapped__)
+    without = passage_tokenizer(user_dict, stopwords, True)
+    question = "工匠日是怎么设立的？劳模工匠绿道有多长"
+    assert without.tokens_and_words(question) == with_rs.tokens_and_words(question)
+    assert without.words(question)[0] == "工匠日"
