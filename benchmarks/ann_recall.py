@@ -26,8 +26,8 @@ DEPTH = 10
 
 def dense_figures(config: Path) -> dict[str, Any]:
     from bot.config import load_config
-    from embeddings.bundled import BundledEmbedder
     from embeddings.engine import open_retriever
+    from embeddings.models.bundled import BundledEmbedder
 
     settings = load_config(str(config))
     retriever, _ = open_retriever(settings.corpus_path, settings.index_path, settings.engine)
@@ -52,7 +52,7 @@ def dense_figures(config: Path) -> dict[str, Any]:
 
 def recall(embedder: Any) -> dict[str, Any]:
     """Recall@10 of each approximate kind against flat, on cached real sentence vectors."""
-    from embeddings.vectors import build_vector_index, search_vectors
+    from embeddings.index.vectors import build_vector_index, search_vectors
 
     caches = sorted(CACHE.glob("**/*bundled*/embeddings.npz"), key=lambda p: p.stat().st_size)
     if not caches:

@@ -21,9 +21,9 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from embeddings.corpus import Corpus, load_corpus
-from embeddings.evaluate import load_questions, scoring_form
+from embeddings.ingest.corpus import Corpus, load_corpus
 from embeddings.passage import Passage
+from embeddings.retrieval.evaluate import load_questions, scoring_form
 from embeddings.settings import SegmentSettings
 
 # The shared data sets live outside the repository; another machine points at its copy.

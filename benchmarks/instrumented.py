@@ -7,7 +7,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from benchmarks.measure import Stopwatch
-from embeddings.dense import Embedder
+from embeddings.models.dense import Embedder
 
 
 class InstrumentedEmbedder:

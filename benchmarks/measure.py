@@ -3,7 +3,7 @@
 Each question is timed alone with `time.perf_counter` around the system's whole search call
 (tokenising, scoring, ranking), after a few untimed warm-up questions, so that first-call costs
 (lazy imports, page faults, caches) do not land on the first timed query. Ranks, hit@k and MRR@10
-are scored by `embeddings.evaluate.score` and p50/p95 by its `percentile`, so they mean the same here.
+are scored by `embeddings.retrieval.evaluate.score` and p50/p95 by its `percentile`, so they mean the same here.
 "Direct answer holds a gold span" is checked apart from the timing, on the answer composed as
 `speechqa ask` composes it.
 """
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.datasets import CACHE, Question
-from embeddings.evaluate import Quality, percentile, score
+from embeddings.retrieval.evaluate import Quality, percentile, score
 
 WARMUP_QUERIES = 5
 # Seconds of embedding a row may spend, handed to each child by the run (unset: no limit).

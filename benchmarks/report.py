@@ -168,9 +168,9 @@ def notes(results: Sequence[Measurement], uncached: dict[str, dict[str, float | 
         "",
         "- Quality is over answerable questions: a speech question is a hit at rank r when the r-th hit's shown text "
         "(speechqa: the hit's passage text; the baselines: the chunk) contains a gold span, both NFKC-normalised "
-        "without whitespace, scored by `embeddings/evaluate.py`; a CMRC question is a hit when the r-th passage is "
-        "its `passage_id`. The 69-document corpus is asked the paraphrase dev questions; gold spans are only in the "
-        "two speeches.",
+        "without whitespace, scored by `embeddings/retrieval/evaluate.py`; a CMRC question is a hit when the r-th "
+        "passage is its `passage_id`. The 69-document corpus is asked the paraphrase dev questions; gold spans are "
+        "only in the two speeches.",
         "- Direct answer holds gold: the answer composed by `bot.answer.compose` exactly as `speechqa ask` does "
         "(top_k and sentences from `config.toml`); a hit when its direct-answer sentences, joined, NFKC-normalised "
         "and without whitespace, contain a gold span; a declined answerable question counts as a miss. n/a for the "

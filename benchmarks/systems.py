@@ -42,12 +42,12 @@ from benchmarks.measure import (
     peak_rss_mib,
     run_questions,
 )
-from embeddings.build import build_index
-from embeddings.bundled import BUNDLED_MODEL
-from embeddings.evaluate import scoring_form
-from embeddings.retrieve import Retriever
+from embeddings.index.build import build_index
+from embeddings.index.store import open_stored
+from embeddings.models.bundled import BUNDLED_MODEL
+from embeddings.retrieval.evaluate import scoring_form
+from embeddings.retrieval.retrieve import Retriever
 from embeddings.settings import EngineSettings
-from embeddings.store import open_stored
 
 REPO = Path(__file__).resolve().parent.parent
 SYSTEMS = ("lexical", "hybrid", "hybrid-minilm", "baseline", "tutorial-hybrid")
@@ -142,7 +142,7 @@ def _speechqa(dataset: Dataset, system: str, settings: EngineSettings, answer: A
     load_s = None
     was_empty = False
     if system != "lexical":
-        from embeddings.dense import load_embedder
+        from embeddings.models.dense import load_embedder
 
         dense = settings.dense
         with Stopwatch() as load:

@@ -26,12 +26,12 @@ from benchmarks.measure import (
 from benchmarks.measure import latency as latency_of
 from benchmarks.tutorial import K, TutorialHybrid, split_text
 from benchmarks.vector_cache import VectorCache
-from embeddings.bundled import BUNDLED_MODEL
+from embeddings.models.bundled import BUNDLED_MODEL
 
 
 def run_tutorial(dataset: Dataset) -> Measurement:
     from benchmarks.systems import TUTORIAL_CACHE, sampled_outcomes
-    from embeddings.dense import load_embedder
+    from embeddings.models.dense import load_embedder
 
     with Stopwatch() as load:
         embedder = InstrumentedEmbedder(load_embedder(BUNDLED_MODEL, "", 32, "cpu", False))

@@ -11,8 +11,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from embeddings.ingest.segment import sentence_spans
 from embeddings.passage import Hit, Passage, SearchResult
-from embeddings.segment import sentence_spans
 
 from .config import AnswerSettings
 from .direct import DirectSentence, Source, coverage, direct_sentences, fold

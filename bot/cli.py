@@ -30,9 +30,9 @@ from .config import Config, load_config
 from .render import print_error, render_answer, render_paragraph, use_colour
 
 if TYPE_CHECKING:
-    from embeddings.build import BuildReport
-    from embeddings.corpus import Problem
-    from embeddings.retrieve import Retriever
+    from embeddings.index.build import BuildReport
+    from embeddings.ingest.corpus import Problem
+    from embeddings.retrieval.retrieve import Retriever
 
     from .session import Conversation
 
@@ -83,7 +83,7 @@ def _print_notice(notice: str) -> None:
 
 
 def cmd_ask(args: argparse.Namespace, config: Config) -> int:
-    from embeddings.retrieve import validate_question
+    from embeddings.retrieval.retrieve import validate_question
 
     from .answer import compose
 
@@ -173,7 +173,7 @@ def _chat_reply(line: str, conversation: Conversation, colour: bool) -> str:
 
 
 def cmd_ingest(args: argparse.Namespace, config: Config) -> int:
-    from embeddings.corpus import load_corpus
+    from embeddings.ingest.corpus import load_corpus
 
     corpus = load_corpus(Path(args.path) if args.path else config.corpus_path, config.segment)
     if args.json:
@@ -227,7 +227,7 @@ def cmd_index(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_eval(args: argparse.Namespace, config: Config) -> int:
-    from embeddings.evaluate import evaluate, load_questions
+    from embeddings.retrieval.evaluate import evaluate, load_questions
 
     questions = load_questions(Path(args.questions))
     report = evaluate(_open(config)[0], questions)

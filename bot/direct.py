@@ -15,11 +15,11 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from embeddings.expect import Expectation
+from embeddings.ingest.segment import statements
+from embeddings.ingest.structure import heading_level
 from embeddings.passage import Passage
-from embeddings.segment import statements
-from embeddings.structure import heading_level
-from embeddings.textnorm import to_simplified
+from embeddings.text.expect import Expectation
+from embeddings.text.textnorm import to_simplified
 
 DIRECT_FROM_TOP = 2
 # A further sentence joins the direct answer only when it is nearly as good as the best one.

@@ -8,9 +8,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from embeddings.bundled import unsupported_reason
-from embeddings.dense import locate_model
 from embeddings.errors import SpeechQAError
+from embeddings.models.bundled import unsupported_reason
+from embeddings.models.dense import locate_model
 from embeddings.settings import EngineSettings
 
 from .config import Config
@@ -63,7 +63,7 @@ def diagnose(config: Config) -> dict[str, Any]:
 
 
 def _corpus_check(config: Config) -> dict[str, Any]:
-    from embeddings.corpus import load_corpus
+    from embeddings.ingest.corpus import load_corpus
 
     try:
         corpus = load_corpus(config.corpus_path, config.segment)
@@ -107,7 +107,7 @@ def _model_check(engine: EngineSettings) -> dict[str, Any]:
             required=dense.mode == "required",
         )
     try:
-        from embeddings.dense import load_embedder
+        from embeddings.models.dense import load_embedder
 
         embedder = load_embedder(dense.model, dense.query_instruction, 1, dense.device, allow_network=True)
     except (SpeechQAError, ImportError) as error:
@@ -123,7 +123,7 @@ def _model_check(engine: EngineSettings) -> dict[str, Any]:
 
 def _index_check(config: Config) -> dict[str, Any]:
     from embeddings.engine import IndexState, index_status, planned_dense_model
-    from embeddings.store import open_stored
+    from embeddings.index.store import open_stored
 
     try:
         planned = planned_dense_model(config.engine, allow_network=False)

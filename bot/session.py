@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from embeddings.passage import Passage, SearchResult
-from embeddings.retrieve import Retriever, validate_question
+from embeddings.retrieval.retrieve import Retriever, validate_question
 
 from .answer import Answer, compose
 from .config import AnswerSettings

@@ -15,15 +15,15 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
-from embeddings.build import BuildReport, build_index, dictionary_hash
-from embeddings.bundled import BUNDLED_MODEL, BundledEmbedder, unsupported_reason
-from embeddings.corpus import load_corpus, speech_files
-from embeddings.dense import Embedder, load_embedder, locate_model, model_fingerprint
 from embeddings.errors import IndexError_, ModelUnavailable
-from embeddings.rerank import Reranker, load_reranker
-from embeddings.retrieve import Retriever
+from embeddings.index.build import BuildReport, build_index, dictionary_hash
+from embeddings.index.store import OutdatedIndex, StoredIndex, build_running, open_stored
+from embeddings.ingest.corpus import load_corpus, speech_files
+from embeddings.models.bundled import BUNDLED_MODEL, BundledEmbedder, unsupported_reason
+from embeddings.models.dense import Embedder, load_embedder, locate_model, model_fingerprint
+from embeddings.models.rerank import Reranker, load_reranker
+from embeddings.retrieval.retrieve import Retriever
 from embeddings.settings import EngineSettings
-from embeddings.store import OutdatedIndex, StoredIndex, build_running, open_stored
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from embeddings.expect import Expectation
+from embeddings.text.expect import Expectation
 
 SECTION_SEPARATOR = " › "
 

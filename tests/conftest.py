@@ -14,7 +14,7 @@ from hypothesis import settings
 
 from bot.config import Config, CorpusSettings
 from embeddings.engine import open_retriever
-from embeddings.retrieve import Retriever
+from embeddings.retrieval.retrieve import Retriever
 from embeddings.settings import DenseSettings, LexicalSettings
 
 REPO = Path(__file__).resolve().parents[1]

@@ -14,7 +14,7 @@ from bot.answer import compose
 from bot.cli import main
 from bot.config import AnswerSettings
 from bot.render import NOT_FOUND, render_answer
-from embeddings.evaluate import load_questions, scoring_form
+from embeddings.retrieval.evaluate import load_questions, scoring_form
 from tests.conftest import DEV_QUESTIONS, REPO, write_config_file
 
 

@@ -9,11 +9,11 @@ import pytest
 
 from bot.answer import compose
 from bot.config import AnswerSettings
-from embeddings.evaluate import evaluate, load_questions, scoring_form
-from embeddings.expect import AnswerKind, expected_answer
+from embeddings.ingest.segment import statements
 from embeddings.passage import Hit, Passage, SearchResult
-from embeddings.segment import statements
-from embeddings.textnorm import matching_form
+from embeddings.retrieval.evaluate import evaluate, load_questions, scoring_form
+from embeddings.text.expect import AnswerKind, expected_answer
+from embeddings.text.textnorm import matching_form
 from tests.conftest import REPO
 
 HELD_OUT = REPO / "benchmarks/questions/speeches-heldout.jsonl"
@@ -153,7 +153,7 @@ def test_direct_answer_holds_the_gold_span_for_most_held_out_questions(shipped_r
 
 
 def test_coordination_is_a_share_per_row():
-    from embeddings.lexical import LexicalIndex
+    from embeddings.index.lexical import LexicalIndex
 
     index = LexicalIndex.build([["a", "b"], ["a"], ["c"]], k1=1.2, b=0.75)
     share = index.coordination(["a", "b"], np.array([0, 1, 2]))

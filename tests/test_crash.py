@@ -23,25 +23,25 @@ import pytest
 
 from embeddings.engine import IndexState, index_status, rebuild
 from embeddings.errors import IndexError_
-from embeddings.retrieve import Retriever
+from embeddings.index.store import open_stored
+from embeddings.retrieval.retrieve import Retriever
 from embeddings.settings import DenseSettings, EngineSettings, FusionSettings
-from embeddings.store import open_stored
 from tests.conftest import LEAD_GOOSE, SPEECHES, UNION, make_config
 from tests.fakes import FakeEmbedder
 
 # (module, attribute) of every function through which a build writes to the file system.
 WRITE_STEPS = (
-    ("embeddings.build", "new_generation"),
-    ("embeddings.build", "write_passages"),
-    ("embeddings.build", "write_speeches"),
-    ("embeddings.build", "write_query_dictionary"),
-    ("embeddings.densebuild", "save_vector_index"),
-    ("embeddings.build", "successor"),
-    ("embeddings.build", "assemble"),
-    ("embeddings.build", "write_strings"),
-    ("embeddings.build", "write_meta"),
-    ("embeddings.bm25build", "Spill.add"),
-    ("embeddings.atomic", "_create_temporary"),
+    ("embeddings.index.build", "new_generation"),
+    ("embeddings.index.build", "write_passages"),
+    ("embeddings.index.build", "write_speeches"),
+    ("embeddings.index.build", "write_query_dictionary"),
+    ("embeddings.index.densebuild", "save_vector_index"),
+    ("embeddings.index.build", "successor"),
+    ("embeddings.index.build", "assemble"),
+    ("embeddings.index.build", "write_strings"),
+    ("embeddings.index.build", "write_meta"),
+    ("embeddings.index.bm25build", "Spill.add"),
+    ("embeddings.index.atomic", "_create_temporary"),
     ("pathlib", "Path.replace"),
     ("shutil", "rmtree"),
 )
@@ -195,7 +195,7 @@ def test_sigkill_at_every_write_step_of_a_first_build_leaves_no_index_or_a_whole
 
 
 def test_failure_before_the_switch_keeps_the_previous_generation(config_factory, monkeypatch: pytest.MonkeyPatch):
-    from embeddings import store
+    from embeddings.index import store
 
     config = config_factory()
     rebuild(config.corpus_path, config.index_path, config.engine, embedder=None, note="", progress=False)

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from embeddings.dense import model_fingerprint
 from embeddings.engine import IndexState, index_status, open_retriever, rebuild
 from embeddings.errors import IndexError_, ModelUnavailable
+from embeddings.index.store import CURRENT, INDEX_FORMAT, open_stored
+from embeddings.models.dense import model_fingerprint
 from embeddings.settings import DenseSettings, FusionSettings
-from embeddings.store import CURRENT, INDEX_FORMAT, open_stored
 from tests.conftest import LEAD_GOOSE, SPEECHES, UNION
 from tests.fakes import FakeEmbedder
 

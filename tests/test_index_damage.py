@@ -13,8 +13,8 @@ import pytest
 
 from embeddings.engine import IndexState, index_status, open_retriever
 from embeddings.errors import IndexError_
-from embeddings.retrieve import Retriever
-from embeddings.store import INDEX_FORMAT, MANIFEST, file_digest, open_stored
+from embeddings.index.store import INDEX_FORMAT, MANIFEST, file_digest, open_stored
+from embeddings.retrieval.retrieve import Retriever
 from tests.conftest import SPEECHES, make_config
 
 

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 from bot.cli import main
-from embeddings.evaluate import WARM_UP_QUESTIONS, evaluate, load_questions
 from embeddings.passage import SearchResult
-from embeddings.retrieve import Retriever
+from embeddings.retrieval.evaluate import WARM_UP_QUESTIONS, evaluate, load_questions
+from embeddings.retrieval.retrieve import Retriever
 from tests.conftest import DEV_QUESTIONS, REPO
 
 

@@ -8,14 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embeddings import densebuild, engine
-from embeddings.dense import load_embedder, model_fingerprint, supply_hint
+from embeddings import engine
 from embeddings.engine import IndexState, index_status, open_retriever, rebuild
 from embeddings.errors import IndexError_, ModelUnavailable
-from embeddings.retrieve import Retriever
+from embeddings.index import densebuild
+from embeddings.index.store import open_stored
+from embeddings.index.vectors import EmbeddingCache
+from embeddings.models.dense import load_embedder, model_fingerprint, supply_hint
+from embeddings.retrieval.retrieve import Retriever
 from embeddings.settings import DenseSettings, FusionSettings
-from embeddings.store import open_stored
-from embeddings.vectors import EmbeddingCache
 from tests.conftest import LEAD_GOOSE, SPEECHES, UNION
 from tests.fakes import build_tiny_sentence_transformer
 

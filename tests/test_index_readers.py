@@ -12,13 +12,13 @@ import jieba
 import pytest
 
 from bot.session import paragraph_view
-from embeddings import tokenize
-from embeddings.atomic import atomic_write_text
 from embeddings.engine import IndexState, index_status, open_retriever, rebuild
-from embeddings.retrieve import Retriever
+from embeddings.index.atomic import atomic_write_text
+from embeddings.index.store import CURRENT, MANIFEST, open_stored
+from embeddings.retrieval.retrieve import Retriever
 from embeddings.settings import DenseSettings
-from embeddings.store import CURRENT, MANIFEST, open_stored
-from embeddings.textnorm import matching_form
+from embeddings.text import tokenize
+from embeddings.text.textnorm import matching_form
 from tests.conftest import REPO, SPEECHES, make_config
 from tests.fakes import FakeEmbedder
 

@@ -13,19 +13,20 @@ import jieba
 import numpy as np
 import pytest
 
-from embeddings import bm25build, build, densebuild, store, tokenize
-from embeddings.corpus import load_corpus
 from embeddings.engine import IndexState, IndexStatus, index_status, open_retriever, pending_notice, rebuild
 from embeddings.errors import IndexError_
-from embeddings.lexical import LexicalIndex
+from embeddings.index import bm25build, build, densebuild, store
+from embeddings.index.lexical import LexicalIndex
+from embeddings.index.store import open_stored
+from embeddings.index.units import corpus_units
+from embeddings.index.vectors import EmbeddingCache
+from embeddings.ingest.corpus import load_corpus
 from embeddings.passage import Passage
-from embeddings.retrieve import Retriever
+from embeddings.retrieval.retrieve import Retriever
 from embeddings.settings import DenseSettings, FusionSettings
-from embeddings.store import open_stored
-from embeddings.textnorm import matching_form
-from embeddings.tokenize import passage_tokenizer
-from embeddings.units import corpus_units
-from embeddings.vectors import EmbeddingCache
+from embeddings.text import tokenize
+from embeddings.text.textnorm import matching_form
+from embeddings.text.tokenize import passage_tokenizer
 from tests.conftest import REPO, SHARED, SPEECHES, make_config
 from tests.fakes import FakeEmbedder
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from embeddings.engine import rebuild
-from embeddings.retrieve import Retriever
+from embeddings.index.store import open_stored
+from embeddings.index.vectors import IVF_MIN_VECTORS, search_vectors
+from embeddings.retrieval.retrieve import Retriever
 from embeddings.settings import DenseSettings, FusionSettings
-from embeddings.store import open_stored
-from embeddings.vectors import IVF_MIN_VECTORS, search_vectors
 from tests.conftest import make_config
 from tests.fakes import FakeEmbedder
 

@@ -12,14 +12,14 @@ from pathlib import Path
 import docx
 import pytest
 
-from embeddings.clean import collapse_stray_spaces, drop_boilerplate, ends_sentence, rejoin_page_markers
-from embeddings.corpus import load_corpus
 from embeddings.errors import CorpusError, UnreadableSpeech
-from embeddings.load import RawDocument, RawLine, read_document
+from embeddings.ingest.clean import collapse_stray_spaces, drop_boilerplate, ends_sentence, rejoin_page_markers
+from embeddings.ingest.corpus import load_corpus
+from embeddings.ingest.load import RawDocument, RawLine, read_document
+from embeddings.ingest.segment import segment_speech, sentence_spans
+from embeddings.ingest.structure import build_speech
 from embeddings.passage import Speech
-from embeddings.segment import segment_speech, sentence_spans
 from embeddings.settings import SegmentSettings
-from embeddings.structure import build_speech
 from tests.conftest import DEV_QUESTIONS, LEAD_GOOSE, SPEECHES, UNION
 
 SETTINGS = SegmentSettings()

@@ -14,9 +14,9 @@ import docx
 import opencc
 import pytest
 
-from embeddings.corpus import load_corpus
 from embeddings.errors import UnreadableSpeech
-from embeddings.load import read_document
+from embeddings.ingest.corpus import load_corpus
+from embeddings.ingest.load import read_document
 from embeddings.settings import SegmentSettings
 from tests.conftest import LEAD_GOOSE, SPEECHES, UNION
 

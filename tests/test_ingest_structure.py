@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from embeddings.load import RawDocument, RawLine
+from embeddings.ingest.load import RawDocument, RawLine
+from embeddings.ingest.segment import segment_speech
+from embeddings.ingest.structure import build_speech
 from embeddings.passage import Speech
-from embeddings.segment import segment_speech
 from embeddings.settings import SegmentSettings
-from embeddings.structure import build_speech
 
 
 def speech_of(*lines: str) -> Speech:

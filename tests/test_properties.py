@@ -19,16 +19,16 @@ from hypothesis import strategies as st
 from bot.answer import Answer, Citation, compose, fold
 from bot.config import AnswerSettings
 from bot.render import render_answer
-from embeddings.clean import BOILERPLATE
 from embeddings.errors import BadQuestion, UnreadableSpeech
-from embeddings.load import read_document
+from embeddings.ingest.clean import BOILERPLATE
+from embeddings.ingest.load import read_document
+from embeddings.ingest.segment import segment_speech
+from embeddings.ingest.structure import build_speech
 from embeddings.passage import Hit, Passage, SearchResult, Speech
-from embeddings.retrieve import Retriever
-from embeddings.segment import segment_speech
+from embeddings.retrieval.retrieve import Retriever
 from embeddings.settings import SegmentSettings
-from embeddings.structure import build_speech
-from embeddings.textnorm import has_searchable_text, matching_form
-from embeddings.tokenize import passage_tokenizer
+from embeddings.text.textnorm import has_searchable_text, matching_form
+from embeddings.text.tokenize import passage_tokenizer
 from tests.conftest import REPO
 
 BOUNDED = settings(
@@ -533,7 +533,7 @@ def test_any_word_document_loads_or_is_refused_clearly(paragraphs: list[tuple[li
 
 
 def _speech_of(*lines: str) -> Speech:
-    from embeddings.load import RawDocument, RawLine
+    from embeddings.ingest.load import RawDocument, RawLine
 
     return build_speech(RawDocument(Path("x.txt"), tuple(RawLine(line) for line in lines), "utf-8"), "x", "x.txt")
 

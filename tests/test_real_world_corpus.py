@@ -17,14 +17,14 @@ import docx
 import numpy as np
 import pytest
 
-from embeddings.build import BuildReport
-from embeddings.corpus import Corpus, load_corpus
 from embeddings.engine import IndexState, index_status, rebuild
 from embeddings.errors import UnreadableSpeech
-from embeddings.load import read_document
-from embeddings.retrieve import Retriever
+from embeddings.index.build import BuildReport
+from embeddings.index.store import open_stored
+from embeddings.ingest.corpus import Corpus, load_corpus
+from embeddings.ingest.load import read_document
+from embeddings.retrieval.retrieve import Retriever
 from embeddings.settings import EngineSettings, SegmentSettings
-from embeddings.store import open_stored
 from tests.conftest import LEAD_GOOSE, SPEECHES, UNION, make_config
 
 SEGMENT = SegmentSettings()
@@ -318,7 +318,7 @@ def test_regression_over_large_file_is_a_problem_and_the_rest_loads(world: Path,
     """load.py: the size limit had no test, and its message said "0 MiB is over the 20 MiB limit" for any
     other limit. The limit is lowered here rather than writing 20 MiB."""
     limit = max(path.stat().st_size for path in world.rglob("*") if path.is_file() and not path.is_symlink())
-    monkeypatch.setattr("embeddings.load.MAX_FILE_BYTES", limit)
+    monkeypatch.setattr("embeddings.ingest.load.MAX_FILE_BYTES", limit)
     data = ("标题\n" + "正文很长。" * (limit // 15 + 1)).encode("utf-8")
     (world / "huge.txt").write_bytes(data)
     corpus = load_corpus(world, SEGMENT)

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from embeddings.errors import BadQuestion
-from embeddings.evaluate import evaluate, load_questions
-from embeddings.fusion import choose_dense_weight, fuse
-from embeddings.rerank import rerank_order
-from embeddings.textnorm import has_searchable_text, matching_form
-from embeddings.tokenize import BIGRAM_PREFIX, passage_tokenizer
+from embeddings.models.rerank import rerank_order
+from embeddings.retrieval.evaluate import evaluate, load_questions
+from embeddings.retrieval.fusion import choose_dense_weight, fuse
+from embeddings.text.textnorm import has_searchable_text, matching_form
+from embeddings.text.tokenize import BIGRAM_PREFIX, passage_tokenizer
 from tests.conftest import DEV_QUESTIONS, REPO
 
 
@@ -134,7 +134,7 @@ class _ReverseReranker:
 
 def test_reranker_seam_changes_the_order(config_factory):
     from embeddings.engine import open_retriever
-    from embeddings.retrieve import Retriever
+    from embeddings.retrieval.retrieve import Retriever
 
     config = config_factory()
     plain, _ = open_retriever(Path(config.corpus.path), Path(config.corpus.index_dir), config.engine)
@@ -149,12 +149,12 @@ def test_reranker_seam_changes_the_order(config_factory):
 
 def test_an_index_of_bare_passages_opens_and_searches(tmp_path: Path):
     """As the benchmark builds CMRC: passages with no speech records behind them."""
-    from embeddings.build import build_index
-    from embeddings.corpus import Corpus
+    from embeddings.index.build import build_index
+    from embeddings.index.store import open_stored
+    from embeddings.ingest.corpus import Corpus
     from embeddings.passage import Passage
-    from embeddings.retrieve import Retriever
+    from embeddings.retrieval.retrieve import Retriever
     from embeddings.settings import EngineSettings, LexicalSettings
-    from embeddings.store import open_stored
 
     texts = ["西湖区总工会组建工作有高度。", "春风行动一吹就是20年。"]
     passages = tuple(
@@ -173,7 +173,7 @@ def test_an_index_of_bare_passages_opens_and_searches(tmp_path: Path):
 
 
 def test_top_rows_is_a_stable_argsort_cut_short():
-    from embeddings.retrieve import top_rows
+    from embeddings.retrieval.retrieve import top_rows
 
     rng = np.random.default_rng(7)
     for size in (3, 50, 51, 400):

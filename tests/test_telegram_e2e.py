@@ -31,7 +31,7 @@ from bot.telegram.admin import SAVE_FAILED
 from bot.telegram.handlers import decode_payload, encode_payload
 from bot.telegram.send import TYPING_AFTER
 from bot.telegram.state import STATE_KEY
-from embeddings.retrieve import Retriever
+from embeddings.retrieval.retrieve import Retriever
 from tests.conftest import LEAD_GOOSE, UNION
 from tests.fakebotapi import FakeBotApi, Sent, drive, everything_said, utf16_len
 

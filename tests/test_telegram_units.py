@@ -35,7 +35,7 @@ from bot.telegram.render import (
     utf16_len,
 )
 from embeddings.errors import SpeechQAError
-from embeddings.retrieve import Retriever
+from embeddings.retrieval.retrieve import Retriever
 from tests.fakebotapi import FakeBotApi, parse_html
 
 TOKEN = "123456:TEST-TOKEN-abcdef"

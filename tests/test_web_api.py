@@ -25,7 +25,7 @@ from bot.web.guard import RateLimiter
 from bot.web.service import Busy, Service
 from embeddings.engine import open_retriever
 from embeddings.errors import CorpusError
-from embeddings.retrieve import Retriever
+from embeddings.retrieval.retrieve import Retriever
 from tests.conftest import make_config, write_config_file
 
 QUESTION = "工匠日是怎么设立的？"

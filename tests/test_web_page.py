@@ -27,7 +27,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from bot.config import Config
 from bot.web.app import create_app
 from embeddings.engine import open_retriever
-from embeddings.retrieve import Retriever
+from embeddings.retrieval.retrieve import Retriever
 from tests.conftest import SPEECHES, make_config
 from tests.webtools import CHROMEDRIVER, CHROMIUM, ThreadedServer, chromium
 

@@ -21,7 +21,7 @@ pytest.importorskip("uvicorn", reason="the web extra is not installed (pip insta
 from bot.cli import main
 from bot.web.app import create_app
 from bot.web.serve import bind
-from embeddings.retrieve import Retriever
+from embeddings.retrieval.retrieve import Retriever
 from tests.conftest import REPO, make_config, write_config_file
 from tests.webtools import ThreadedServer
 

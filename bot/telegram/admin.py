@@ -28,13 +28,13 @@ from telegram.ext import ContextTypes
 from bot.config import Config
 from bot.telegram.handlers import reply
 from bot.telegram.state import bot_state
-from embeddings.atomic import atomic_write_bytes
-from embeddings.build import BuildReport
-from embeddings.corpus import speech_id_for
 from embeddings.engine import open_retriever, rebuild, resolve_embedder
 from embeddings.errors import SpeechQAError, UnreadableSpeech
-from embeddings.load import SUPPORTED_SUFFIXES, read_document
-from embeddings.retrieve import Retriever
+from embeddings.index.atomic import atomic_write_bytes
+from embeddings.index.build import BuildReport
+from embeddings.ingest.corpus import speech_id_for
+from embeddings.ingest.load import SUPPORTED_SUFFIXES, read_document
+from embeddings.retrieval.retrieve import Retriever
 
 logger = logging.getLogger(__name__)
 

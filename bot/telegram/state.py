@@ -29,7 +29,7 @@ from bot.feedback import FeedbackLog
 from bot.session import Conversation
 from bot.telegram.access import Access, Lru, RateLimiter
 from bot.telegram.journal import Journal
-from embeddings.retrieve import Retriever
+from embeddings.retrieval.retrieve import Retriever
 
 P = ParamSpec("P")
 T = TypeVar("T")

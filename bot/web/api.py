@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from embeddings.errors import BadQuestion, SpeechQAError
-from embeddings.retrieve import validate_question
+from embeddings.retrieval.retrieve import validate_question
 
 from . import service as engine
 from .guard import error_body

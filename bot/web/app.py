@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from embeddings.retrieve import Retriever
+from embeddings.retrieval.retrieve import Retriever
 
 from ..config import Config
 from . import api

@@ -10,7 +10,7 @@ import socket
 from types import FrameType
 
 from embeddings.errors import SpeechQAError
-from embeddings.retrieve import Retriever
+from embeddings.retrieval.retrieve import Retriever
 
 from ..config import Config
 from .guard import TOKEN_ENV

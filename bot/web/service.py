@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from embeddings.errors import SpeechQAError
 from embeddings.passage import Passage
-from embeddings.retrieve import Retriever, validate_question
+from embeddings.retrieval.retrieve import Retriever, validate_question
 
 from ..answer import compose
 from ..config import AnswerSettings, Config

@@ -18,17 +18,12 @@ from typing import Any, TypeVar
 import numpy as np
 from tqdm import tqdm
 
-from embeddings.bm25build import CHUNK_PASSAGES, Spill, assemble, tokenised_chunks
-from embeddings.corpus import Corpus, Problem
-from embeddings.dense import Embedder
-from embeddings.densebuild import build_dense
-from embeddings.lazycorpus import write_passages, write_speeches
-from embeddings.lexical import write_meta
-from embeddings.ondisk import write_strings
-from embeddings.paragraphs import paragraph_ids
-from embeddings.passage import Passage
-from embeddings.settings import EngineSettings
-from embeddings.store import (
+from embeddings.index.bm25build import CHUNK_PASSAGES, Spill, assemble, tokenised_chunks
+from embeddings.index.densebuild import build_dense
+from embeddings.index.lazycorpus import write_passages, write_speeches
+from embeddings.index.lexical import write_meta
+from embeddings.index.ondisk import write_strings
+from embeddings.index.store import (
     INDEX_FORMAT,
     LEXICAL_FILES,
     PARAGRAPHS_FILE,
@@ -38,8 +33,13 @@ from embeddings.store import (
     new_generation,
     successor,
 )
-from embeddings.tokenize import load_stopwords, passage_tokenizer, write_query_dictionary
-from embeddings.units import Units, corpus_units
+from embeddings.index.units import Units, corpus_units
+from embeddings.ingest.corpus import Corpus, Problem
+from embeddings.models.dense import Embedder
+from embeddings.passage import Passage
+from embeddings.retrieval.paragraphs import paragraph_ids
+from embeddings.settings import EngineSettings
+from embeddings.text.tokenize import load_stopwords, passage_tokenizer, write_query_dictionary
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from embeddings.errors import UnreadableSpeech
-from embeddings.textnorm import to_simplified
+from embeddings.text.textnorm import to_simplified
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".docx")
 # Formats people keep speeches in that we cannot read: reported with the way out, never skipped silently.

@@ -39,8 +39,8 @@ except ImportError:  # installed without it (no wheel for the platform): jieba's
     rjieba = None
 
 from embeddings.errors import IndexError_
-from embeddings.store import REBUILD_HINT
-from embeddings.textnorm import matching_form
+from embeddings.index.store import REBUILD_HINT
+from embeddings.text.textnorm import matching_form
 
 TokenizerFn = Callable[[str], list[str]]
 Cut = Callable[[str], list[str]]  # jieba's words of a text in matching form, without HMM

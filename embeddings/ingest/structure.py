@@ -13,8 +13,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from embeddings.clean import clean_lines, collapse_stray_spaces, ends_sentence
-from embeddings.load import RawDocument, RawLine
+from embeddings.ingest.clean import clean_lines, collapse_stray_spaces, ends_sentence
+from embeddings.ingest.load import RawDocument, RawLine
 from embeddings.passage import Paragraph, Speech
 
 _NUM = "一二三四五六七八九十"

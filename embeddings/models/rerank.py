@@ -10,8 +10,8 @@ from typing import Protocol
 
 import numpy as np
 
-from embeddings.dense import locate_model
 from embeddings.errors import ModelUnavailable
+from embeddings.models.dense import locate_model
 
 
 class Reranker(Protocol):

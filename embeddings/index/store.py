@@ -39,13 +39,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from embeddings.atomic import atomic_write_text, fsync_dir
 from embeddings.errors import REBUILD_HINT, IndexError_
-from embeddings.ondisk import mapped
+from embeddings.index.atomic import atomic_write_text, fsync_dir
+from embeddings.index.ondisk import mapped
 
 if TYPE_CHECKING:
-    from embeddings.lazycorpus import Speeches
-    from embeddings.ondisk import JsonlRows
+    from embeddings.index.lazycorpus import Speeches
+    from embeddings.index.ondisk import JsonlRows
     from embeddings.passage import Passage
 
 # The contract between the code that writes an index and the code that reads it. Bump it whenever
@@ -96,7 +96,7 @@ class StoredIndex:
     manifest: dict[str, Any]
 
     def read_passages(self) -> JsonlRows[Passage]:
-        from embeddings.lazycorpus import read_passages
+        from embeddings.index.lazycorpus import read_passages
 
         with self._reading("passages.jsonl"):
             passages = read_passages(self.directory)
@@ -118,7 +118,7 @@ class StoredIndex:
             return of_row
 
     def read_speeches(self) -> Speeches:
-        from embeddings.lazycorpus import Speeches
+        from embeddings.index.lazycorpus import Speeches
 
         with self._reading("speeches.jsonl"):
             speeches = Speeches(self.directory)

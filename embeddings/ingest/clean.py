@@ -10,7 +10,7 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 
-from embeddings.load import RawLine
+from embeddings.ingest.load import RawLine
 
 BOILERPLATE = re.compile(
     r"^(?:本文系作者原创投稿|本文为作者原创|仅供学习参考|请勿照搬照抄|版权归原作者所有|"

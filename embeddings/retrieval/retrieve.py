@@ -8,18 +8,18 @@ from typing import Any
 
 import numpy as np
 
-from embeddings.dense import Embedder
 from embeddings.errors import BadQuestion, IndexError_
-from embeddings.expect import Expectation, expected_answer
-from embeddings.fusion import DEFAULT_SIMILARITY_GAIN, ModelProfile, fuse, model_profile
-from embeddings.lexical import LexicalIndex
-from embeddings.paragraphs import ParagraphMap, paragraph_passage, shown_row
+from embeddings.index.lexical import LexicalIndex
+from embeddings.index.store import DENSE_FILE, REBUILD_HINT, StoredIndex
+from embeddings.models.dense import Embedder
+from embeddings.models.rerank import Reranker, rerank_order
 from embeddings.passage import Hit, Passage, SearchResult, Speech
-from embeddings.rerank import Reranker, rerank_order
+from embeddings.retrieval.fusion import DEFAULT_SIMILARITY_GAIN, ModelProfile, fuse, model_profile
+from embeddings.retrieval.paragraphs import ParagraphMap, paragraph_passage, shown_row
 from embeddings.settings import EngineSettings
-from embeddings.store import DENSE_FILE, REBUILD_HINT, StoredIndex
-from embeddings.textnorm import has_searchable_text, matching_form
-from embeddings.tokenize import BIGRAM_PREFIX, load_stopwords, query_tokenizer
+from embeddings.text.expect import Expectation, expected_answer
+from embeddings.text.textnorm import has_searchable_text, matching_form
+from embeddings.text.tokenize import BIGRAM_PREFIX, load_stopwords, query_tokenizer
 
 MAX_QUERY_CHARS = 2000
 CONFIDENCE_FROM_TOP = 3
@@ -107,7 +107,7 @@ class Retriever:
         self.vectors: Any = None
         self.unit_vectors: np.ndarray | None = None
         if self.embedder is not None:
-            from embeddings.vectors import all_vectors, load_vector_index
+            from embeddings.index.vectors import all_vectors, load_vector_index
 
             self.vectors = load_vector_index(stored.directory / DENSE_FILE)
             widths = {self.embedder.dimension, int(self.vectors.d), int(dense["dimension"])}

@@ -12,7 +12,14 @@ from typing import Any
 
 import numpy as np
 
-from embeddings.ondisk import JsonlRows, StringTable, mapped, offsets_path, write_jsonl_with_offsets, write_strings
+from embeddings.index.ondisk import (
+    JsonlRows,
+    StringTable,
+    mapped,
+    offsets_path,
+    write_jsonl_with_offsets,
+    write_strings,
+)
 from embeddings.passage import Paragraph, Passage, Speech
 
 PASSAGES = "passages.jsonl"

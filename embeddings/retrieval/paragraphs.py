@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from embeddings.fusion import group_maxima
+from embeddings.index.units import END, ROW, START
 from embeddings.passage import Passage, Speech
-from embeddings.units import END, ROW, START
+from embeddings.retrieval.fusion import group_maxima
 
 # A passage's own BM25 counts half as much as its best sentence when choosing which part to show.
 PASSAGE_SHARE = 1.0

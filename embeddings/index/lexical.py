@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from embeddings.bm25build import Spill, assemble, count_tokens
 from embeddings.errors import REBUILD_HINT, IndexError_
-from embeddings.ondisk import StringTable, mapped, write_strings
-from embeddings.store import LEXICAL_FILES
+from embeddings.index.bm25build import Spill, assemble, count_tokens
+from embeddings.index.ondisk import StringTable, mapped, write_strings
+from embeddings.index.store import LEXICAL_FILES
 
 # Below this many entries the whole index is checked on load; above, each column when first read.
 FULL_CHECK_ENTRIES = 8_000_000

@@ -19,15 +19,15 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from embeddings.dense import Embedder, model_fingerprint
-from embeddings.fusion import calibration_queries, choose_dense_weight, model_profile, passage_maxima
-from embeddings.lexical import LexicalIndex
+from embeddings.index.lexical import LexicalIndex
+from embeddings.index.store import DENSE_FILE
+from embeddings.index.units import Units
+from embeddings.index.vectors import EmbeddingCache, build_vector_index, save_vector_index, vector_index_kind
+from embeddings.models.dense import Embedder, model_fingerprint
 from embeddings.passage import Passage
+from embeddings.retrieval.fusion import calibration_queries, choose_dense_weight, model_profile, passage_maxima
 from embeddings.settings import EngineSettings
-from embeddings.store import DENSE_FILE
-from embeddings.tokenize import passage_tokenizer, query_tokenizer
-from embeddings.units import Units
-from embeddings.vectors import EmbeddingCache, build_vector_index, save_vector_index, vector_index_kind
+from embeddings.text.tokenize import passage_tokenizer, query_tokenizer
 
 logger = logging.getLogger(__name__)
 EMBED_CHUNK = 512  # sentences embedded between two saves of the cache

@@ -25,8 +25,8 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from embeddings.bundled import BUNDLED_MODEL, BundledEmbedder, nfkc, unsupported_reason
 from embeddings.errors import ModelUnavailable
+from embeddings.models.bundled import BUNDLED_MODEL, BundledEmbedder, nfkc, unsupported_reason
 
 logger = logging.getLogger(__name__)
 

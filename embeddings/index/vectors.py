@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from embeddings.atomic import atomic_write_bytes
 from embeddings.errors import IndexError_
-from embeddings.store import REBUILD_HINT
+from embeddings.index.atomic import atomic_write_bytes
+from embeddings.index.store import REBUILD_HINT
 
 _CACHE_FILE = "embeddings.npz"
 # faiss warns below 39 training points per list; 64 vectors give at least one full list.

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from embeddings.errors import SpeechQAError
-from embeddings.retrieve import Retriever
+from embeddings.retrieval.retrieve import Retriever
 
 _WHITESPACE = re.compile(r"\s+")
 WARM_UP_QUESTIONS = 3

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from embeddings.ingest.segment import sentence_spans, statements
 from embeddings.passage import Passage, Speech
-from embeddings.segment import sentence_spans, statements
 
 ROW, START, END = 0, 1, 2
 MIN_UNIT_CHARS = 2

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from embeddings.bundled import BUNDLED_MODEL
+from embeddings.models.bundled import BUNDLED_MODEL
 
 WEIGHT_GRID = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 CALIBRATION_QUERIES = 200

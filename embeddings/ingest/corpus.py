@@ -15,11 +15,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from embeddings.errors import CorpusError, UnreadableSpeech
-from embeddings.load import SUPPORTED_SUFFIXES, UNSUPPORTED_FORMATS, read_document
+from embeddings.ingest.load import SUPPORTED_SUFFIXES, UNSUPPORTED_FORMATS, read_document
+from embeddings.ingest.segment import segment_speech
+from embeddings.ingest.structure import build_speech
 from embeddings.passage import Passage, Speech
-from embeddings.segment import segment_speech
 from embeddings.settings import SegmentSettings
-from embeddings.structure import build_speech
 
 logger = logging.getLogger(__name__)
 

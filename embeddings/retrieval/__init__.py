@@ -1,0 +1,1 @@
+"""Questions in, hits out: both legs scored, fused, ranked by paragraph, judged for confidence; and evaluated."""
