@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import random
+import subprocess
+import sys
 from dataclasses import fields, replace
 from functools import partial
 from pathlib import Path
@@ -214,13 +216,16 @@ def test_jieba_rs_cuts_passages_exactly_as_jieba_does():
     assert differing == []
 
 
-def test_without_jieba_rs_passages_are_cut_by_jieba(monkeypatch):
+def test_without_jieba_rs_passages_are_cut_by_jieba_and_questions_never_load_it(monkeypatch):
     user_dict = REPO / "data/jieba/userdict.txt"
     stopwords = REPO / "data/jieba/stopwords.txt"
     with_rs = passage_tokenizer(user_dict, stopwords, True)
-    monkeypatch.setattr(tokenize, "rjieba", None)
+    monkeypatch.setattr(tokenize, "_rust_jieba", lambda: None)
     monkeypatch.setattr(tokenize, "_passage_cut", tokenize._passage_cut.__wrapped__)
     without = passage_tokenizer(user_dict, stopwords, True)
     question = "工匠日是怎么设立的？劳模工匠绿道有多长"
     assert without.tokens_and_words(question) == with_rs.tokens_and_words(question)
     assert without.words(question)[0] == "工匠日"
+    # Its import loads a dictionary of its own: a cold question must not pay for it.
+    script = "import sys, embeddings.retrieval.retrieve, bot.cli; assert 'rjieba' not in sys.modules"
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=REPO)
