@@ -118,8 +118,8 @@ def cmd_chat(args: argparse.Namespace, config: Config) -> int:
     retriever, _ = _open(config)
     conversation = Conversation(retriever, config.answer)
     colour = use_colour(sys.stdout)
-    speeches = len({p.speech_id for p in retriever.passages})
-    print(f"speechqa chat · {speeches} 篇讲话 · {len(retriever.passages)} 个片段 · {retriever.mode} · /help 查看帮助")
+    counts = f"{len(retriever.speeches)} 篇讲话 · {len(retriever.passages)} 个片段"
+    print(f"speechqa chat · {counts} · {retriever.mode} · /help 查看帮助")
     _print_notice(retriever.notice)
     while True:
         try:

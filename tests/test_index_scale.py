@@ -98,6 +98,19 @@ def test_an_open_index_reads_passages_and_speeches_only_when_asked(config_factor
     assert first.speech_id in speeches and "no-such-speech" not in speeches and speeches.get("no-such") is None
     assert retriever.search("工匠日是怎么设立的？").hits
 
+    # Counting a speech's passages or finding one by id reads that speech's passages only.
+    parsed.clear()
+    retriever.passages.row.cache_clear()  # type: ignore[attr-defined]
+    last = corpus.passages[-1]
+    assert retriever.passage(last.passage_id) == last
+    assert set(parsed) <= {p.passage_id for p in corpus.passages if p.speech_id == last.speech_id}
+    for speech in corpus.speeches:
+        own = [p.passage_id for p in corpus.passages if p.speech_id == speech.speech_id]
+        assert [passages[row].passage_id for row in speeches.passage_rows(speech.speech_id)] == own
+    for unknown in ("no-such-speech:1.1", f"{first.speech_id}:999.1", "", first.speech_id):
+        assert retriever.passage(unknown) is None
+    assert speeches.passage_rows("no-such-speech") == range(0)
+
 
 def test_a_killed_embedding_keeps_what_it_embedded_and_the_next_build_carries_on(config_factory, monkeypatch):
     config = config_factory()

@@ -173,7 +173,7 @@ def announcement(retriever: Retriever, name: str) -> str:
         if twin is not None:
             return f"{name} 与已收录的《{twin.title}》内容相同，已作为它的另一个文件名收录。"
         return f"{name} 已保存，但其中没有可检索的正文。"
-    count = sum(1 for passage in retriever.passages if passage.speech_id == speech_id)
+    count = len(retriever.speeches.passage_rows(speech_id))
     return f"《{speech.title}》已加入，现在可以检索了（{count} 段；索引共 {len(retriever.passages)} 段）。"
 
 

@@ -15,7 +15,6 @@ import html
 import math
 import re
 import time
-from collections import Counter
 
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Message, MessageEntity, Update
 from telegram.constants import ChatType
@@ -95,8 +94,7 @@ async def docs(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """List the speeches in the index with their passage counts."""
     retriever = bot_state(context).retriever
     speeches = retriever.speeches
-    counts = Counter(passage.speech_id for passage in retriever.passages)
-    rows = [(s.title, s.source, counts[speech_id], s.aliases) for speech_id, s in speeches.items()]
+    rows = [(s.title, s.source, len(speeches.passage_rows(speech_id)), s.aliases) for speech_id, s in speeches.items()]
     await reply(update, context, split_message(docs_blocks(rows)), escape=False)
 
 

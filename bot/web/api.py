@@ -74,7 +74,7 @@ async def more(body: MoreQuestion, request: Request) -> dict[str, Any]:
 @router.get("/paragraphs/{passage_id}", summary="The whole paragraph of a hit, with the ones around it")
 async def paragraph(passage_id: str, request: Request) -> dict[str, Any]:
     service = _service(request)
-    return await service.run(engine.paragraph, service.passages, passage_id)
+    return await service.run(engine.paragraph, passage_id)
 
 
 @router.get("/speeches", summary="The indexed speeches")
@@ -90,7 +90,7 @@ async def health(request: Request) -> JSONResponse:
     body: dict[str, Any] = {"status": status}
     if service.retriever is not None:
         # The engine's notice names models and paths: it is for the operator's log, not for anyone asking.
-        body.update(mode=service.retriever.mode, passages=len(service.passages))
+        body.update(mode=service.retriever.mode, passages=len(service.retriever.passages))
     return JSONResponse(body, status_code=200 if status == "ready" else 503)
 
 

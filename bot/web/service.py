@@ -16,7 +16,6 @@ from dataclasses import asdict
 from typing import Any, TypeVar
 
 from embeddings.errors import SpeechQAError
-from embeddings.passage import Passage
 from embeddings.retrieval.retrieve import Retriever, validate_question
 
 from ..answer import compose
@@ -56,9 +55,9 @@ def more(retriever: Retriever, question: str, offset: int, settings: AnswerSetti
     return compose(result, settings, hits=result.hits[offset:end]).to_dict()
 
 
-def paragraph(retriever: Retriever, passages: dict[str, Passage], passage_id: str) -> dict[str, Any]:
+def paragraph(retriever: Retriever, passage_id: str) -> dict[str, Any]:
     """The whole paragraph of a passage with its neighbours, and where the passage sits in it."""
-    passage = passages.get(passage_id)
+    passage = retriever.passage(passage_id)
     if passage is None:
         raise NotFound(f"no passage {passage_id!r} in the index", "ask again: the index may have been rebuilt")
     view = asdict(paragraph_view(retriever, passage, 1))
@@ -69,9 +68,6 @@ def paragraph(retriever: Retriever, passages: dict[str, Passage], passage_id: st
 
 
 def speeches(retriever: Retriever) -> list[dict[str, Any]]:
-    counts: dict[str, int] = {}
-    for passage in retriever.passages:
-        counts[passage.speech_id] = counts.get(passage.speech_id, 0) + 1
     listed = [
         {
             "speech_id": speech.speech_id,
@@ -79,7 +75,7 @@ def speeches(retriever: Retriever) -> list[dict[str, Any]]:
             "subtitle": speech.subtitle,
             "source": speech.source,
             "paragraphs": len(speech.paragraphs),
-            "passages": counts.get(speech.speech_id, 0),
+            "passages": len(retriever.speeches.passage_rows(speech.speech_id)),
         }
         for speech in retriever.speeches.values()
     ]
@@ -93,7 +89,6 @@ class Service:
         self.config = config
         self._opener = opener
         self.retriever: Retriever | None = None
-        self.passages: dict[str, Passage] = {}
         self.problem = ""  # why the index could not be opened, once that has happened
         self._pool = ThreadPoolExecutor(config.web.retrieval_threads, thread_name_prefix="speechqa-web")
         self._waiting = 0
@@ -117,7 +112,6 @@ class Service:
         if self.problem:
             logger.error("the index could not be opened: %s", self.problem)
             return
-        self.passages = {p.passage_id: p for p in retriever.passages}
         self.retriever = retriever
         logger.info(
             "ready: %d speeches, %d passages, %s", len(retriever.speeches), len(retriever.passages), retriever.mode

@@ -130,7 +130,7 @@ def build_index(
 def _write_corpus(corpus: Corpus, directory: Path, max_chars: int) -> tuple[Units, list[str]]:
     """Passages, speeches, paragraph numbers and sentence units: what readers need besides BM25."""
     write_passages(directory, corpus.passages)
-    write_speeches(directory, corpus.speeches)
+    write_speeches(directory, corpus.speeches, corpus.passages)
     np.save(directory / PARAGRAPHS_FILE, paragraph_ids(corpus.passages), allow_pickle=False)
     units, unit_texts = corpus_units(corpus.passages, corpus.speeches, max_chars)
     np.save(directory / UNITS_FILE, units.table, allow_pickle=False)

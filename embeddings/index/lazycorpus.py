@@ -6,6 +6,7 @@ replace; iterating them reads the whole file, which only listings and warm-ups d
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import ItemsView, Iterable, Iterator, Mapping, ValuesView
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,9 @@ PASSAGES = "passages.jsonl"
 SPEECHES = "speeches.jsonl"
 SPEECH_IDS = "speech_ids.txt"  # sorted ids, and which line of speeches.jsonl each is on
 SPEECH_LINES = "speech_ids.lines.npy"
+# Where each speech's passages start in passages.jsonl (by line of speeches.jsonl, plus the end): a
+# speech's passages are consecutive, so counting or finding them reads no other passage.
+SPEECH_PASSAGES = "speech_passages.npy"
 CORPUS_FILES = (
     PASSAGES,
     offsets_path(Path(PASSAGES)).name,
@@ -34,6 +38,7 @@ CORPUS_FILES = (
     SPEECH_IDS,
     offsets_path(Path(SPEECH_IDS)).name,
     SPEECH_LINES,
+    SPEECH_PASSAGES,
 )
 
 
@@ -69,7 +74,8 @@ def write_passages(directory: Path, passages: Iterable[Passage]) -> int:
     return write_jsonl_with_offsets(directory / PASSAGES, (p.to_dict() for p in passages))
 
 
-def write_speeches(directory: Path, speeches: Iterable[Speech]) -> int:
+def write_speeches(directory: Path, speeches: Iterable[Speech], passages: Iterable[Passage]) -> int:
+    """The speeches, in corpus order, and where each one's passages (in the same order) start."""
     ids: list[str] = []
 
     def records() -> Iterator[dict[str, Any]]:
@@ -81,6 +87,10 @@ def write_speeches(directory: Path, speeches: Iterable[Speech]) -> int:
     order = sorted(range(len(ids)), key=ids.__getitem__)
     write_strings(directory / SPEECH_IDS, [ids[i] for i in order])
     np.save(directory / SPEECH_LINES, np.array(order, dtype=np.int64), allow_pickle=False)
+    counts = Counter(passage.speech_id for passage in passages)
+    starts = np.zeros(len(ids) + 1, dtype=np.int64)
+    np.cumsum([counts[speech_id] for speech_id in ids], out=starts[1:])
+    np.save(directory / SPEECH_PASSAGES, starts, allow_pickle=False)
     return count
 
 
@@ -95,8 +105,11 @@ class Speeches(Mapping[str, Speech]):
         self._rows = JsonlRows(directory / SPEECHES, speech_from_record)
         self._ids = StringTable(directory / SPEECH_IDS)
         self._lines = mapped(directory / SPEECH_LINES)
+        self._starts = mapped(directory / SPEECH_PASSAGES)
         if len(self._ids) != len(self._rows) or len(self._lines) != len(self._rows):
             raise ValueError("the speech ids do not fit speeches.jsonl")
+        if len(self._starts) != len(self._rows) + 1:
+            raise ValueError(f"{SPEECH_PASSAGES} does not fit speeches.jsonl")
 
     def check_ends(self) -> None:
         """The first and last speeches parse and are found under their ids."""
@@ -105,6 +118,14 @@ class Speeches(Mapping[str, Speech]):
             speech = self._rows[line]
             if self._ids.find(speech.speech_id) is None:
                 raise ValueError(f"speech {speech.speech_id!r} is missing from {SPEECH_IDS}")
+
+    def passage_rows(self, speech_id: str) -> range:
+        """The rows of passages.jsonl that hold this speech's passages (empty for an unknown id)."""
+        position = self._ids.find(speech_id)
+        if position is None:
+            return range(0)
+        line = int(self._lines[position])
+        return range(int(self._starts[line]), int(self._starts[line + 1]))
 
     def __getitem__(self, speech_id: str) -> Speech:
         position = self._ids.find(speech_id)

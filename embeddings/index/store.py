@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 # tokenisation, segmentation, the query dictionary or the file layout changes: an index of another
 # format is then stale and rebuilt. The package version is recorded but not compared, on purpose:
 # most releases change the bot, not the index, and each needless rebuild re-embeds the corpus.
-INDEX_FORMAT = 4  # 4: offsets beside the JSONL files, sorted vocabulary, paragraphs.npy (read on demand)
+INDEX_FORMAT = 5  # 4: offsets beside the JSONL files, sorted vocabulary, paragraphs.npy; 5: speech_passages.npy
 CURRENT = "CURRENT"
 MANIFEST = "manifest.json"
 LEXICAL_FILES = (

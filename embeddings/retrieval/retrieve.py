@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from embeddings.errors import BadQuestion, IndexError_
+from embeddings.index.lazycorpus import Speeches
 from embeddings.index.lexical import LexicalIndex
 from embeddings.index.store import DENSE_FILE, REBUILD_HINT, StoredIndex
 from embeddings.models.dense import Embedder
 from embeddings.models.rerank import Reranker, rerank_order
-from embeddings.passage import Hit, Passage, SearchResult, Speech
+from embeddings.passage import Hit, Passage, SearchResult
 from embeddings.retrieval.fusion import DEFAULT_SIMILARITY_GAIN, ModelProfile, fuse, model_profile
 from embeddings.retrieval.paragraphs import ParagraphMap, paragraph_passage, shown_row
 from embeddings.settings import EngineSettings
@@ -87,7 +88,7 @@ class Retriever:
         # Passages and speeches are read on demand from memory-mapped files: a cold start costs the
         # same for any corpus size, and the maps keep this generation's files readable after a rebuild.
         self.passages: Sequence[Passage] = stored.read_passages()
-        self.speeches: Mapping[str, Speech] = stored.read_speeches()
+        self.speeches: Speeches = stored.read_speeches()
         self.units = stored.read_units()
         self.lexical = LexicalIndex.load(stored.directory / "lexical")
         lexical = settings.lexical
@@ -137,6 +138,11 @@ class Retriever:
     @property
     def mode(self) -> str:
         return "hybrid" if self.unit_vectors is not None else "lexical"
+
+    def passage(self, passage_id: str) -> Passage | None:
+        """The passage with this id, reading only its own speech's passages (ids are `speech:paragraph.part`)."""
+        rows = self.speeches.passage_rows(passage_id.rpartition(":")[0])
+        return next((p for p in map(self.passages.__getitem__, rows) if p.passage_id == passage_id), None)
 
     def search(self, question: str, top_k: int = 5) -> SearchResult:
         """Rank paragraphs for `question`; raises `BadQuestion` when there is nothing to search for."""
