@@ -40,7 +40,7 @@ def test_a_model_copied_over_the_same_folder_is_detected_and_the_index_rebuilt(
     config = _hybrid_config(config_factory, folder)
     corpus, index = config.corpus_path, config.index_path
     first, _ = open_retriever(corpus, index, config.engine)
-    assert first.vectors.d == 32
+    assert _width(first) == 32
 
     shutil.copytree(wide_tiny_model, folder, dirs_exist_ok=True)  # `cp -r` of a wider model over the folder
     status = index_status(corpus, index, config.engine, str(folder))
@@ -51,7 +51,7 @@ def test_a_model_copied_over_the_same_folder_is_detected_and_the_index_rebuilt(
     assert reasons and "model changed" in reasons[0]
     # Nothing comes from the 32-dimension cache: it belongs to the model's old files.
     assert report is not None and report.embedded > 0 and report.reused == 0
-    assert retriever.vectors.d == 48 and retriever.stored.manifest["dense"]["dimension"] == 48
+    assert _width(retriever) == 48 and retriever.stored.manifest["dense"]["dimension"] == 48
     assert retriever.stored.manifest["dense"]["fingerprint"] == model_fingerprint(str(folder))
     assert any(hit.dense_score is not None for hit in retriever.search(QUESTION).hits)
 
@@ -71,10 +71,10 @@ def test_other_weights_of_the_same_width_reuse_no_cached_vectors(config_factory,
     shutil.copytree(other, folder, dirs_exist_ok=True)
 
     retriever, report = open_retriever(corpus, index, config.engine)
-    assert report is not None and report.reused == 0 and retriever.vectors.d == 32
+    assert report is not None and report.reused == 0 and _width(retriever) == 32
     embedder = _load(folder)
     fresh = embedder.embed_passages([_unit_text(retriever, 0)])[0]
-    assert np.allclose(retriever.vectors.reconstruct(0), fresh, atol=1e-5)
+    assert np.allclose(_vectors(retriever)[0], fresh, atol=1e-5)
 
 
 def test_a_wider_model_the_fingerprint_misses_is_never_searched(
@@ -100,7 +100,7 @@ def test_a_wider_model_the_fingerprint_misses_is_never_searched(
     assert reasons == [
         f"the embedding model changed: {folder} now gives 48-dimension vectors, the index holds 32-dimension ones"
     ]
-    assert report is not None and retriever.vectors.d == 48
+    assert report is not None and retriever.unit_vectors is not None and retriever.unit_vectors.shape[1] == 48
     assert any(hit.dense_score is not None for hit in retriever.search(QUESTION).hits)
 
 
@@ -155,11 +155,11 @@ def test_incremental_add_and_remove_with_the_tiny_real_model(config_factory, tin
     assert third.embedded == 0 and third.reused == third.units == second.units - first.units
 
     retriever = Retriever(open_stored(index), config.engine, embedder)
-    assert retriever.mode == "hybrid" and retriever.vectors.ntotal == third.units
+    assert retriever.mode == "hybrid" and len(_vectors(retriever)) == third.units
     # Vectors taken from the cache sit at their sentences' rows.
     for unit in (0, third.units - 1):
         fresh = embedder.embed_passages([_unit_text(retriever, unit)])[0]
-        assert np.allclose(retriever.vectors.reconstruct(unit), fresh, atol=1e-5)
+        assert np.allclose(_vectors(retriever)[unit], fresh, atol=1e-5)
     assert {h.passage.speech_id for h in retriever.search("头雁").hits} == {"lead-goose-annual-review-speech"}
 
 
@@ -184,3 +184,12 @@ def test_loading_a_model_prints_no_progress_bar(tiny_model, capfd):
 
 def _unit_text(retriever: Retriever, unit: int) -> str:
     return retriever.unit_text(unit).strip()
+
+
+def _vectors(retriever: Retriever) -> np.ndarray:
+    assert retriever.unit_vectors is not None, "the index was opened words-only"
+    return retriever.unit_vectors
+
+
+def _width(retriever: Retriever) -> int:
+    return int(_vectors(retriever).shape[1])

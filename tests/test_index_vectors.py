@@ -52,7 +52,7 @@ def test_approximate_indexes_are_built_and_find_a_known_passage(tmp_path, kind, 
     assert type(built).__name__ == faiss_type and built.ntotal == len(retriever.units) == 2 * PARAGRAPHS
     target = 97
     sentence = int(np.flatnonzero(retriever.units[:, 0] == target)[0])
-    _, found = search_vectors(retriever.vectors, embedder.embed_queries([retriever.unit_text(sentence)])[0], 5)
+    _, found = search_vectors(built, embedder.embed_queries([retriever.unit_text(sentence)])[0], 5)
     assert found[0] == sentence
     assert retriever.search(retriever.passages[target].text[:24]).hits[0].passage == retriever.passages[target]
 

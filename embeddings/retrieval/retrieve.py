@@ -105,26 +105,28 @@ class Retriever:
         self.embedder = embedder if usable else None
         self.dense_weight = weight if usable else 0.0
         self.profile = _profile(settings, self.embedder)
-        self.vectors: Any = None
         self.unit_vectors: np.ndarray | None = None
         if self.embedder is not None:
             from embeddings.index.vectors import all_vectors, load_vector_index
 
-            self.vectors = load_vector_index(stored.directory / DENSE_FILE)
-            widths = {self.embedder.dimension, int(self.vectors.d), int(dense["dimension"])}
+            # Every sentence is scored exactly from a plain matrix; the FAISS index it is read from
+            # is let go, or the vectors would sit in memory twice.
+            vectors = load_vector_index(stored.directory / DENSE_FILE)
+            widths = {self.embedder.dimension, int(vectors.d), int(dense["dimension"])}
             if len(widths) != 1:
                 raise IndexError_(
                     f"the vectors in {stored.directory} do not fit the embedding model {self.embedder.name} "
                     f"(dimensions {sorted(widths)}): the model changed since the index was built",
                     REBUILD_HINT,
                 )
-            if self.vectors.ntotal != len(self.units):
+            if vectors.ntotal != len(self.units):
                 raise IndexError_(
-                    f"the index in {stored.directory} is inconsistent ({self.vectors.ntotal} vectors for "
+                    f"the index in {stored.directory} is inconsistent ({vectors.ntotal} vectors for "
                     f"{len(self.units)} sentences)",
                     REBUILD_HINT,
                 )
-            self.unit_vectors = all_vectors(self.vectors)
+            self.unit_vectors = all_vectors(vectors)
+            del vectors
         counts = {len(self.passages), self.lexical.num_docs, int(stored.manifest["counts"]["passages"])}
         of_row = stored.read_paragraphs()
         counts.add(len(of_row))
