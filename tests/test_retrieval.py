@@ -181,3 +181,20 @@ def test_top_rows_is_a_stable_argsort_cut_short():
             scores = rng.integers(0, 5, size).astype(np.float32)  # many ties, also at the cut
             for count in (1, 10, 50):
                 assert top_rows(scores, count).tolist() == np.argsort(-scores, kind="stable")[:count].tolist()
+
+
+def test_matching_forms_are_kept_within_bounds(monkeypatch):
+    from embeddings.retrieval import coverage
+
+    monkeypatch.setattr(coverage, "FORM_CACHE", 3)
+    asked: list[int] = []
+
+    def text_of(key: int) -> str:
+        asked.append(key)
+        return f"Ｔｅｘｔ {key}"
+
+    forms = coverage.FormCache(text_of)
+    assert [forms[k] for k in (1, 1, 2)] == ["text 1", "text 1", "text 2"] and asked == [1, 2]
+    for key in range(10):
+        forms[key]
+    assert len(forms._forms) <= 3  # a bot that stays up asks about ever new passages

@@ -15,6 +15,7 @@ from embeddings.index.store import DENSE_FILE, REBUILD_HINT, StoredIndex
 from embeddings.models.dense import Embedder
 from embeddings.models.rerank import Reranker, rerank_order
 from embeddings.passage import Hit, Passage, SearchResult
+from embeddings.retrieval.coverage import Coverage, FormCache, question_words
 from embeddings.retrieval.fusion import DEFAULT_SIMILARITY_GAIN, ModelProfile, fuse, model_profile
 from embeddings.retrieval.paragraphs import ParagraphMap, paragraph_passage, shown_row
 from embeddings.settings import EngineSettings
@@ -24,16 +25,12 @@ from embeddings.text.tokenize import BIGRAM_PREFIX, load_stopwords, query_tokeni
 
 MAX_QUERY_CHARS = 2000
 CONFIDENCE_FROM_TOP = 3
-# Low enough that full word coverage without the asked-for number or date stays below any sensible threshold.
-SHAPE_MISSING_FACTOR = 0.4
-COORDINATION_WEIGHT = 0.5
 RELATED_FLOOR = 0.25
 # Choosing the sentence a hit shows, meaning weighs half as much as in ranking: the words the
 # asker chose are the better guide to which sentence of an already relevant paragraph answers.
 SENTENCE_MEANING_SHARE = 0.5
 # A sentence with the number, date or measure the question asks for is likelier the one that answers.
 SHAPE_BONUS = 0.3
-FORM_CACHE = 100_000  # sentences whose matching form is kept
 
 
 def validate_question(question: str, max_chars: int = MAX_QUERY_CHARS) -> str:
@@ -65,11 +62,6 @@ def top_rows(scores: np.ndarray, count: int) -> np.ndarray:
     return head[np.lexsort((head, -scores[head]))]
 
 
-def _words(tokens: list[str]) -> list[str]:
-    """The jieba words among `tokens`; the bigrams when there are none (a question of single characters)."""
-    return [t for t in tokens if not t.startswith(BIGRAM_PREFIX)] or tokens
-
-
 class Retriever:
     """Searches one index generation; row *i* of every part is passage *i*, vector *u* is sentence unit *u*."""
 
@@ -94,8 +86,8 @@ class Retriever:
         lexical = settings.lexical
         self.tokenize = query_tokenizer(stored.directory / "query_dict.txt", Path(lexical.stopwords), lexical.bigrams)
         self.question_frames = load_stopwords(Path(lexical.question_frames))
-        self._matching_texts: dict[int, str] = {}  # row → matching form of its search text, filled as needed
-        self._unit_forms: dict[int, str] = {}  # unit → matching form of its sentence, filled as needed
+        self.coverage = Coverage(self.lexical, self.passages, self.question_frames)
+        self._unit_forms = FormCache(self.unit_text)
         dense: dict[str, Any] = stored.manifest.get("dense") or {}
         configured = settings.fusion.dense_weight
         # The configured weight applies as soon as it is set; "auto" takes the one calibrated at build time.
@@ -158,8 +150,8 @@ class Retriever:
             unit_scores = self.unit_vectors @ self.embedder.embed_queries([question])[0]
             pool = np.concatenate([pool, self.paragraphs.of_unit[top_rows(unit_scores, 2 * candidates)]])
         pool = np.unique(pool)
-        words = _words(tokens)
-        by_words = self.paragraphs.lexical(pool, lambda rows: self._coordinated(words, lexical, rows))
+        words = question_words(tokens)
+        by_words = self.paragraphs.lexical(pool, lambda rows: self.coverage.coordinated(words, lexical, rows))
         if unit_scores is not None:
             by_meaning = self.paragraphs.dense(unit_scores)[pool]
             fused = fuse(by_words, by_meaning, self.dense_weight)
@@ -186,7 +178,7 @@ class Retriever:
         answerable = bool(order_rows) and confidence >= self.settings.fusion.min_confidence
         if not answerable:
             # Offered only as "possibly related": a passage sharing little of the question is noise.
-            order_rows = [row for row in order_rows if self.confidence(tokens, row) >= RELATED_FLOOR]
+            order_rows = [row for row in order_rows if self.coverage.of_passage(tokens, row) >= RELATED_FLOOR]
         fused_by_paragraph = dict(zip(pool.tolist(), fused.tolist(), strict=True))
         hits = tuple(
             self._hit(rank, row, fused_by_paragraph, lexical, unit_scores) for rank, row in enumerate(order_rows, 1)
@@ -198,7 +190,7 @@ class Retriever:
             answerable=answerable,
             mode="hybrid" if unit_scores is not None else "lexical",
             notice=self.notice,
-            terms=self._terms(tokens),
+            terms=self.coverage.terms(tokens),
             expectation=expectation,
             sentence_scores=self._sentence_scores(order_rows, unit_scores),
         )
@@ -222,7 +214,7 @@ class Retriever:
         position = {int(u): i for i, u in enumerate(units)}
 
         def rate(unit: int) -> float:
-            text = self._unit_form(unit)
+            text = self._unit_forms[unit]
             covered = (
                 sum(w for word, w in weights.items() if word.removeprefix(BIGRAM_PREFIX) in text) / total
                 if total
@@ -237,20 +229,11 @@ class Retriever:
         return shown_row(
             rows,
             passages=self.passages,
-            row_scores=self._coordinated(words, lexical, rows),
+            row_scores=self.coverage.coordinated(words, lexical, rows),
             unit_table=self.units,
             units=units,
             unit_score=rate,
         )
-
-    def _unit_form(self, unit: int) -> str:
-        """The matching form of a sentence, kept once computed: the same leading paragraphs come up again and again."""
-        form = self._unit_forms.get(unit)
-        if form is None:
-            if len(self._unit_forms) >= FORM_CACHE:  # a bot that stays up must not grow without bound
-                self._unit_forms.clear()
-            form = self._unit_forms[unit] = matching_form(self.unit_text(unit))
-        return form
 
     def unit_text(self, unit: int) -> str:
         row, start, end = (int(v) for v in self.units[unit])
@@ -288,27 +271,6 @@ class Retriever:
                 scored.append((speech_id, int(self.units[unit, 1]), float(unit_scores[unit])))
         return tuple(scored)
 
-    def _coordinated(self, words: list[str], lexical: np.ndarray, pool: np.ndarray) -> np.ndarray:
-        """BM25 of the `pool` rows, scaled down for passages that miss some of the question's words.
-
-        BM25 lets a passage that repeats two of three words outscore one that has all three; the
-        question's words are what the answer must talk about, so the share of them a passage holds
-        (Lucene's old "coordination factor") weighs in. Measured with half the weight on it: hit@1
-        on CMRC 0.975 → 0.976, on the speeches' dev questions 0.941 → 1.0, held-out 0.921 → 0.937.
-        """
-        coordination = self.lexical.coordination(words, pool)
-        return lexical[pool] * ((1 - COORDINATION_WEIGHT) + COORDINATION_WEIGHT * coordination)
-
-    def _terms(self, tokens: list[str]) -> tuple[tuple[str, float, bool], ...]:
-        terms: dict[str, tuple[float, bool]] = {}
-        for token in tokens:
-            # Question-frame words ("时候", "目的") help pick sentences but are not worth highlighting.
-            is_word = not token.startswith(BIGRAM_PREFIX) and token not in self.question_frames
-            text = token.removeprefix(BIGRAM_PREFIX)
-            weight, was_word = terms.get(text, (0.0, False))
-            terms[text] = (max(weight, self.lexical.idf(token)), was_word or is_word)
-        return tuple((text, weight, is_word) for text, (weight, is_word) in terms.items())
-
     def _confidence(
         self, tokens: list[str], row: int, expectation: Expectation | None, unit_scores: np.ndarray | None
     ) -> float:
@@ -317,7 +279,7 @@ class Retriever:
         The sentence counts only when it, or a neighbour, has the number or date the question asks
         for: a paragraph on the topic that lacks the asked-for figure does not answer the question.
         """
-        by_words = self.confidence(tokens, row, expectation)
+        by_words = self.coverage.of_passage(tokens, row, expectation)
         if unit_scores is None or self.profile is None:
             return by_words
         units = self.paragraphs.units[int(self.paragraphs.of_row[row])]
@@ -331,32 +293,6 @@ class Retriever:
         similarity = float(unit_scores[units[best]])
         shift = self.profile.similarity_gain * (similarity - self.profile.answer_similarity)
         return min(1.0, max(0.0, by_words + shift))
-
-    def confidence(self, tokens: list[str], row: int, expectation: Expectation | None = None) -> float:
-        """How much of the question passage `row` covers, rare words weighing more than common ones.
-
-        Words, not bigrams: a bigram across two words of the question ("交多") says nothing about
-        whether the passage answers it, and would make every question look half-unanswered. A word
-        counts when the passage's text contains it, whatever jieba made of that stretch of text
-        ("四中" inside "十九届四中全会"). A question asking for a number or a date that the passage
-        does not have gets a fraction of its coverage: the passage names the topic, not the answer.
-        """
-        passage = self.passages[row]
-        text = self._matching_texts.get(row)
-        if text is None:
-            # Kept once computed: the same leading passages come up again and again.
-            text = self._matching_texts[row] = matching_form(passage.search_text)
-        matched = missed = 0.0
-        for token in set(_words(tokens)):
-            weight = self.lexical.idf(token)
-            if token.removeprefix(BIGRAM_PREFIX) in text:
-                matched += weight
-            elif token not in self.question_frames:
-                missed += weight
-        coverage = matched / (matched + missed) if matched + missed > 0 else 0.0
-        if expectation is not None and not expectation.met_by(passage.text):
-            coverage *= SHAPE_MISSING_FACTOR
-        return coverage
 
 
 def _profile(settings: EngineSettings, embedder: Embedder | None) -> ModelProfile | None:
