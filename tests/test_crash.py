@@ -103,14 +103,11 @@ def _check_whole(index: Path, corpus: Path) -> tuple[str, int]:
     stored = open_stored(index)
     embedder = FakeEmbedder()
     retriever = Retriever(stored, _settings(corpus, index), embedder)  # refuses parts that disagree
-    assert (
-        retriever.mode == "hybrid"
-        and retriever.unit_vectors is not None
-        and len(retriever.unit_vectors) == len(retriever.units)
-    )
+    assert retriever.mode == "hybrid" and retriever.sentences is not None
+    assert retriever.sentences.count == len(retriever.units)
     unit = len(retriever.units) // 2
     expected = embedder.embed_passages([retriever.unit_text(unit).strip()])[0]
-    assert np.allclose(retriever.unit_vectors[unit], expected)  # row u of FAISS is sentence unit u
+    assert np.allclose(retriever.sentences.vector(unit), expected)  # row u of FAISS is sentence unit u
     return stored.manifest["corpus_hash"], stored.manifest["counts"]["passages"]
 
 

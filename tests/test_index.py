@@ -129,8 +129,8 @@ def test_whole_dense_path_with_a_tiny_real_model(config_factory, tiny_model):
     assert (built["model"], built["dimension"], built["index"]) == (str(tiny_model), 32, "flat")
     assert built["fingerprint"] == model_fingerprint(str(tiny_model)) and 0 <= built["weight"] <= 1
     assert retriever.dense_weight == 0.5  # the configured weight, not the calibrated one in the manifest
-    assert retriever.unit_vectors is not None
-    assert len(retriever.unit_vectors) == len(retriever.units) > len(retriever.passages)
+    assert retriever.sentences is not None
+    assert retriever.sentences.count == len(retriever.units) > len(retriever.passages)
     assert (retriever.stored.directory / "dense.faiss").stat().st_size > 0
 
     result = retriever.search("“春风行动”坚持了多少年？")

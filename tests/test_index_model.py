@@ -15,6 +15,7 @@ from embeddings.index import densebuild
 from embeddings.index.store import open_stored
 from embeddings.index.vectors import EmbeddingCache
 from embeddings.models.dense import load_embedder, model_fingerprint, supply_hint
+from embeddings.retrieval.meaning import SentenceVectors
 from embeddings.retrieval.retrieve import Retriever
 from embeddings.settings import DenseSettings, FusionSettings
 from tests.conftest import LEAD_GOOSE, SPEECHES, UNION
@@ -74,7 +75,7 @@ def test_other_weights_of_the_same_width_reuse_no_cached_vectors(config_factory,
     assert report is not None and report.reused == 0 and _width(retriever) == 32
     embedder = _load(folder)
     fresh = embedder.embed_passages([_unit_text(retriever, 0)])[0]
-    assert np.allclose(_vectors(retriever)[0], fresh, atol=1e-5)
+    assert np.allclose(_vectors(retriever).vector(0), fresh, atol=1e-5)
 
 
 def test_a_wider_model_the_fingerprint_misses_is_never_searched(
@@ -100,7 +101,7 @@ def test_a_wider_model_the_fingerprint_misses_is_never_searched(
     assert reasons == [
         f"the embedding model changed: {folder} now gives 48-dimension vectors, the index holds 32-dimension ones"
     ]
-    assert report is not None and retriever.unit_vectors is not None and retriever.unit_vectors.shape[1] == 48
+    assert report is not None and _width(retriever) == 48
     assert any(hit.dense_score is not None for hit in retriever.search(QUESTION).hits)
 
 
@@ -155,11 +156,11 @@ def test_incremental_add_and_remove_with_the_tiny_real_model(config_factory, tin
     assert third.embedded == 0 and third.reused == third.units == second.units - first.units
 
     retriever = Retriever(open_stored(index), config.engine, embedder)
-    assert retriever.mode == "hybrid" and len(_vectors(retriever)) == third.units
+    assert retriever.mode == "hybrid" and _vectors(retriever).count == third.units
     # Vectors taken from the cache sit at their sentences' rows.
     for unit in (0, third.units - 1):
         fresh = embedder.embed_passages([_unit_text(retriever, unit)])[0]
-        assert np.allclose(_vectors(retriever)[unit], fresh, atol=1e-5)
+        assert np.allclose(_vectors(retriever).vector(unit), fresh, atol=1e-5)
     assert {h.passage.speech_id for h in retriever.search("头雁").hits} == {"lead-goose-annual-review-speech"}
 
 
@@ -186,10 +187,10 @@ def _unit_text(retriever: Retriever, unit: int) -> str:
     return retriever.unit_text(unit).strip()
 
 
-def _vectors(retriever: Retriever) -> np.ndarray:
-    assert retriever.unit_vectors is not None, "the index was opened words-only"
-    return retriever.unit_vectors
+def _vectors(retriever: Retriever) -> SentenceVectors:
+    assert retriever.sentences is not None, "the index was opened words-only"
+    return retriever.sentences
 
 
 def _width(retriever: Retriever) -> int:
-    return int(_vectors(retriever).shape[1])
+    return _vectors(retriever).dimension

@@ -71,3 +71,27 @@ def test_ivf_on_a_small_corpus_falls_back_to_flat_and_the_manifest_says_so(confi
     stored = open_stored(config.index_path)
     assert stored.manifest["dense"]["index"] == "flat"
     assert type(faiss.read_index(str(stored.directory / "dense.faiss"))).__name__ == "IndexFlatIP"
+
+
+def test_hnsw_search_ranks_as_the_exact_index_does_without_a_copy_of_the_vectors(tmp_path):
+    corpus = _synthetic_corpus(tmp_path / "speeches")
+    rng = random.Random(3)
+    noise = ["".join(rng.choice(CHARACTERS) for _ in range(12)) for _ in range(5)]
+    # The same hits with the same sentence similarities. Fused scores may differ in the last digits:
+    # they are z-scores over the candidate pool, and sentences tied at its edge may be taken in another order.
+    ranked: dict[str, list[list[tuple[str, float]]]] = {}
+    for kind in ("flat", "hnsw"):
+        dense = DenseSettings(mode="auto", model=FakeEmbedder().name, index=kind)
+        config = make_config(corpus, tmp_path / kind, dense=dense, fusion=FusionSettings(dense_weight=0.5))
+        rebuild(corpus, config.index_path, config.engine, embedder=FakeEmbedder(), note="", progress=False)
+        retriever = Retriever(open_stored(config.index_path), config.engine, FakeEmbedder())
+        assert retriever.sentences is not None and retriever.sentences.kind == kind
+        if kind == "hnsw":
+            assert retriever.sentences._matrix is None  # scored from the index's own vectors
+        questions = [retriever.passages[row].text[5:25] for row in (3, 77, 150)]
+        questions += noise
+        ranked[kind] = [
+            [(hit.passage.passage_id, round(hit.dense_score or 0.0, 5)) for hit in retriever.search(q).hits]
+            for q in questions
+        ]
+    assert ranked["hnsw"] == ranked["flat"] and all(ranked["flat"])

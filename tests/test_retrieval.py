@@ -173,7 +173,7 @@ def test_an_index_of_bare_passages_opens_and_searches(tmp_path: Path):
 
 
 def test_top_rows_is_a_stable_argsort_cut_short():
-    from embeddings.retrieval.retrieve import top_rows
+    from embeddings.retrieval.fusion import top_rows
 
     rng = np.random.default_rng(7)
     for size in (3, 50, 51, 400):

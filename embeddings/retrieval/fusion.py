@@ -126,3 +126,17 @@ def choose_dense_weight(
             totals[weight] += 1.0 / (position[0] + 1) if len(position) else 0.0
     best = max(totals.values())
     return SYNTHETIC_SHRINK * min(weight for weight, total in totals.items() if total >= best - 1e-9)
+
+
+def top_rows(scores: np.ndarray, count: int) -> np.ndarray:
+    """The rows of the `count` highest scores, best first, ties in row order: `argsort` without sorting it all."""
+    if count >= len(scores):
+        return np.argsort(-scores, kind="stable")
+    positive = np.flatnonzero(scores > 0)
+    if count <= len(positive) < len(scores) // 2:
+        # Then the best are all positive: a question's words touch few of a large corpus's passages.
+        return positive[top_rows(scores[positive], count)]
+    kth = np.partition(scores, len(scores) - count)[len(scores) - count]
+    above = np.flatnonzero(scores > kth)
+    head = np.concatenate([above, np.flatnonzero(scores == kth)[: count - len(above)]])
+    return head[np.lexsort((head, -scores[head]))]

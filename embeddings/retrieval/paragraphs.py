@@ -70,9 +70,16 @@ class ParagraphMap:
         owner = np.repeat(np.arange(len(paragraphs)), [len(m) for m in members])
         return group_maxima(row_scores(rows), owner, len(paragraphs))
 
-    def dense(self, unit_scores: np.ndarray) -> np.ndarray:
-        """Each paragraph's best sentence similarity (the lowest one where a paragraph has no sentence)."""
-        return group_maxima(unit_scores, self.of_unit, self.count)
+    def units_of(self, paragraphs: np.ndarray) -> np.ndarray:
+        """The sentence units of `paragraphs`, paragraph by paragraph."""
+        members = [self.units[p] for p in paragraphs]
+        return np.concatenate(members) if members else np.zeros(0, dtype=np.int64)
+
+    def dense(self, paragraphs: np.ndarray, unit_scores: np.ndarray) -> np.ndarray:
+        """Each of `paragraphs`' best sentence similarity (the lowest of theirs where one has no sentence)."""
+        sizes = [len(self.units[p]) for p in paragraphs]
+        owner = np.repeat(np.arange(len(paragraphs)), sizes)
+        return group_maxima(unit_scores[self.units_of(paragraphs)], owner, len(paragraphs))
 
 
 def paragraph_ids(passages: Iterable[Passage]) -> np.ndarray:

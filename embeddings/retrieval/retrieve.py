@@ -16,7 +16,8 @@ from embeddings.models.dense import Embedder
 from embeddings.models.rerank import Reranker, rerank_order
 from embeddings.passage import Hit, Passage, SearchResult
 from embeddings.retrieval.coverage import Coverage, FormCache, question_words
-from embeddings.retrieval.fusion import DEFAULT_SIMILARITY_GAIN, ModelProfile, fuse, model_profile
+from embeddings.retrieval.fusion import DEFAULT_SIMILARITY_GAIN, ModelProfile, fuse, model_profile, top_rows
+from embeddings.retrieval.meaning import SentenceVectors
 from embeddings.retrieval.paragraphs import ParagraphMap, paragraph_passage, shown_row
 from embeddings.settings import EngineSettings
 from embeddings.text.expect import Expectation, expected_answer
@@ -46,20 +47,6 @@ def validate_question(question: str, max_chars: int = MAX_QUERY_CHARS) -> str:
             "the question has no words to search for (only punctuation, symbols or emoji)", "ask in words"
         )
     return question
-
-
-def top_rows(scores: np.ndarray, count: int) -> np.ndarray:
-    """The rows of the `count` highest scores, best first, ties in row order: `argsort` without sorting it all."""
-    if count >= len(scores):
-        return np.argsort(-scores, kind="stable")
-    positive = np.flatnonzero(scores > 0)
-    if count <= len(positive) < len(scores) // 2:
-        # Then the best are all positive: a question's words touch few of a large corpus's passages.
-        return positive[top_rows(scores[positive], count)]
-    kth = np.partition(scores, len(scores) - count)[len(scores) - count]
-    above = np.flatnonzero(scores > kth)
-    head = np.concatenate([above, np.flatnonzero(scores == kth)[: count - len(above)]])
-    return head[np.lexsort((head, -scores[head]))]
 
 
 class Retriever:
@@ -97,12 +84,10 @@ class Retriever:
         self.embedder = embedder if usable else None
         self.dense_weight = weight if usable else 0.0
         self.profile = _profile(settings, self.embedder)
-        self.unit_vectors: np.ndarray | None = None
+        self.sentences: SentenceVectors | None = None
         if self.embedder is not None:
-            from embeddings.index.vectors import all_vectors, load_vector_index
+            from embeddings.index.vectors import load_vector_index
 
-            # Every sentence is scored exactly from a plain matrix; the FAISS index it is read from
-            # is let go, or the vectors would sit in memory twice.
             vectors = load_vector_index(stored.directory / DENSE_FILE)
             widths = {self.embedder.dimension, int(vectors.d), int(dense["dimension"])}
             if len(widths) != 1:
@@ -117,8 +102,7 @@ class Retriever:
                     f"{len(self.units)} sentences)",
                     REBUILD_HINT,
                 )
-            self.unit_vectors = all_vectors(vectors)
-            del vectors
+            self.sentences = SentenceVectors(vectors)
         counts = {len(self.passages), self.lexical.num_docs, int(stored.manifest["counts"]["passages"])}
         of_row = stored.read_paragraphs()
         counts.add(len(of_row))
@@ -131,7 +115,7 @@ class Retriever:
 
     @property
     def mode(self) -> str:
-        return "hybrid" if self.unit_vectors is not None else "lexical"
+        return "hybrid" if self.sentences is not None else "lexical"
 
     def passage(self, passage_id: str) -> Passage | None:
         """The passage with this id, reading only its own speech's passages (ids are `speech:paragraph.part`)."""
@@ -146,14 +130,16 @@ class Retriever:
         candidates = self.settings.fusion.candidates
         pool = self.paragraphs.of_row[top_rows(lexical, candidates)]
         unit_scores: np.ndarray | None = None
-        if self.unit_vectors is not None and self.embedder is not None:
-            unit_scores = self.unit_vectors @ self.embedder.embed_queries([question])[0]
-            pool = np.concatenate([pool, self.paragraphs.of_unit[top_rows(unit_scores, 2 * candidates)]])
+        if self.sentences is not None and self.embedder is not None:
+            query = self.embedder.embed_queries([question])[0]
+            unit_scores, nearest = self.sentences.nearest(query, 2 * candidates)
+            pool = np.concatenate([pool, self.paragraphs.of_unit[nearest]])
         pool = np.unique(pool)
         words = question_words(tokens)
         by_words = self.paragraphs.lexical(pool, lambda rows: self.coverage.coordinated(words, lexical, rows))
-        if unit_scores is not None:
-            by_meaning = self.paragraphs.dense(unit_scores)[pool]
+        if unit_scores is not None and self.sentences is not None:
+            self.sentences.score(unit_scores, query, self.paragraphs.units_of(pool))
+            by_meaning = self.paragraphs.dense(pool, unit_scores)
             fused = fuse(by_words, by_meaning, self.dense_weight)
             ranked = pool[np.argsort(-fused, kind="stable")]
         else:
