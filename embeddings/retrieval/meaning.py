@@ -12,7 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from embeddings.index.vectors import all_vectors, search_vectors, vector_index_kind
+from embeddings.errors import IndexError_
+from embeddings.index.store import DENSE_FILE, REBUILD_HINT, StoredIndex
+from embeddings.index.vectors import all_vectors, load_vector_index, search_vectors, vector_index_kind
 from embeddings.retrieval.fusion import top_rows
 
 UNSCORED = -np.inf  # a sentence the approximate search did not need to score
@@ -34,6 +36,24 @@ class SentenceVectors:
             if self.kind == "ivf":
                 index.make_direct_map()  # so that a sentence's vector can be read back by its number
             self._index = index
+
+    @classmethod
+    def load(cls, stored: StoredIndex, model: str, dimension: int, sentences: int) -> SentenceVectors:
+        """The vectors of `stored`, checked against the model that will embed questions and the sentence count."""
+        index = load_vector_index(stored.directory / DENSE_FILE)
+        widths = {dimension, int(index.d), int(stored.manifest["dense"]["dimension"])}
+        if len(widths) != 1:
+            raise IndexError_(
+                f"the vectors in {stored.directory} do not fit the embedding model {model} "
+                f"(dimensions {sorted(widths)}): the model changed since the index was built",
+                REBUILD_HINT,
+            )
+        if index.ntotal != sentences:
+            raise IndexError_(
+                f"the index in {stored.directory} is inconsistent ({index.ntotal} vectors for {sentences} sentences)",
+                REBUILD_HINT,
+            )
+        return cls(index)
 
     def nearest(self, query: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
         """Similarities by sentence (exact for all, or `UNSCORED` beyond those found) and the `count` nearest."""

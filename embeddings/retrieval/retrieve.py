@@ -11,7 +11,7 @@ import numpy as np
 from embeddings.errors import BadQuestion, IndexError_
 from embeddings.index.lazycorpus import Speeches
 from embeddings.index.lexical import LexicalIndex
-from embeddings.index.store import DENSE_FILE, REBUILD_HINT, StoredIndex
+from embeddings.index.store import REBUILD_HINT, StoredIndex
 from embeddings.models.dense import Embedder
 from embeddings.models.rerank import Reranker, rerank_order
 from embeddings.passage import Hit, Passage, SearchResult
@@ -86,23 +86,7 @@ class Retriever:
         self.profile = _profile(settings, self.embedder)
         self.sentences: SentenceVectors | None = None
         if self.embedder is not None:
-            from embeddings.index.vectors import load_vector_index
-
-            vectors = load_vector_index(stored.directory / DENSE_FILE)
-            widths = {self.embedder.dimension, int(vectors.d), int(dense["dimension"])}
-            if len(widths) != 1:
-                raise IndexError_(
-                    f"the vectors in {stored.directory} do not fit the embedding model {self.embedder.name} "
-                    f"(dimensions {sorted(widths)}): the model changed since the index was built",
-                    REBUILD_HINT,
-                )
-            if vectors.ntotal != len(self.units):
-                raise IndexError_(
-                    f"the index in {stored.directory} is inconsistent ({vectors.ntotal} vectors for "
-                    f"{len(self.units)} sentences)",
-                    REBUILD_HINT,
-                )
-            self.sentences = SentenceVectors(vectors)
+            self.sentences = SentenceVectors.load(stored, self.embedder.name, self.embedder.dimension, len(self.units))
         counts = {len(self.passages), self.lexical.num_docs, int(stored.manifest["counts"]["passages"])}
         of_row = stored.read_paragraphs()
         counts.add(len(of_row))
