@@ -17,7 +17,8 @@ from pathlib import Path
 
 from embeddings.errors import IndexError_, ModelUnavailable
 from embeddings.index.build import BuildReport, build_index, dictionary_hash
-from embeddings.index.store import OutdatedIndex, StoredIndex, build_running, open_stored
+from embeddings.index.generations import build_running
+from embeddings.index.store import OutdatedIndex, StoredIndex, open_stored
 from embeddings.ingest.corpus import load_corpus, speech_files
 from embeddings.models.bundled import BUNDLED_MODEL, BundledEmbedder, unsupported_reason
 from embeddings.models.dense import Embedder, load_embedder, locate_model, model_fingerprint

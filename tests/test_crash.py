@@ -196,20 +196,20 @@ def test_sigkill_at_every_write_step_of_a_first_build_leaves_no_index_or_a_whole
 
 
 def test_failure_before_the_switch_keeps_the_previous_generation(config_factory, monkeypatch: pytest.MonkeyPatch):
-    from embeddings.index import store
+    from embeddings.index import generations, store
 
     config = config_factory()
     rebuild(config.corpus_path, config.index_path, config.engine, embedder=None, note="", progress=False)
     before = open_stored(config.index_path).directory
 
-    real_write = store.atomic_write_text
+    real_write = generations.atomic_write_text
 
     def fail_on_pointer(path: Path, text: str) -> None:
         if path.name == store.CURRENT:
             raise OSError("disk full")
         real_write(path, text)
 
-    monkeypatch.setattr(store, "atomic_write_text", fail_on_pointer)
+    monkeypatch.setattr(generations, "atomic_write_text", fail_on_pointer)
     with pytest.raises(OSError):
         rebuild(config.corpus_path, config.index_path, config.engine, embedder=None, note="", progress=False)
     assert open_stored(config.index_path).directory == before

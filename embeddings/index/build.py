@@ -20,19 +20,11 @@ from tqdm import tqdm
 
 from embeddings.index.bm25build import CHUNK_PASSAGES, Spill, assemble, tokenised_chunks
 from embeddings.index.densebuild import build_dense
+from embeddings.index.generations import build_lock, commit_generation, new_generation, successor
 from embeddings.index.lazycorpus import write_passages, write_speeches
 from embeddings.index.lexical import write_meta
 from embeddings.index.ondisk import write_strings
-from embeddings.index.store import (
-    INDEX_FORMAT,
-    LEXICAL_FILES,
-    PARAGRAPHS_FILE,
-    UNITS_FILE,
-    build_lock,
-    commit_generation,
-    new_generation,
-    successor,
-)
+from embeddings.index.store import INDEX_FORMAT, LEXICAL_FILES, PARAGRAPHS_FILE, UNITS_FILE
 from embeddings.index.units import Units, corpus_units
 from embeddings.ingest.corpus import Corpus, Problem
 from embeddings.models.dense import Embedder
