@@ -223,7 +223,7 @@ def _texts_to_cut() -> list[str]:
 def test_jieba_rs_cuts_passages_exactly_as_jieba_does():
     pytest.importorskip("rjieba")
     user_dict = str(REPO / "data/jieba/userdict.txt")
-    fast, reference = tokenize._passage_cut(user_dict), tokenize._full_segmenter(user_dict)
+    fast, reference = tokenize._passage_cut(user_dict, True), tokenize._full_segmenter(user_dict)
     assert isinstance(fast, partial) and not isinstance(getattr(fast.func, "__self__", None), jieba.Tokenizer)
     differing = [text for text in _texts_to_cut() if fast(text) != reference.lcut(text, HMM=False)]
     assert differing == []
@@ -232,13 +232,19 @@ def test_jieba_rs_cuts_passages_exactly_as_jieba_does():
 def test_without_jieba_rs_passages_are_cut_by_jieba_and_questions_never_load_it(monkeypatch):
     user_dict = REPO / "data/jieba/userdict.txt"
     stopwords = REPO / "data/jieba/stopwords.txt"
-    with_rs = passage_tokenizer(user_dict, stopwords, True)
+    with_rs = passage_tokenizer(user_dict, stopwords, True, tokenize.RUST_FROM_PASSAGES)
     monkeypatch.setattr(tokenize, "_rust_jieba", lambda: None)
     monkeypatch.setattr(tokenize, "_passage_cut", tokenize._passage_cut.__wrapped__)
-    without = passage_tokenizer(user_dict, stopwords, True)
+    without = passage_tokenizer(user_dict, stopwords, True, tokenize.RUST_FROM_PASSAGES)
     question = "工匠日是怎么设立的？劳模工匠绿道有多长"
     assert without.tokens_and_words(question) == with_rs.tokens_and_words(question)
     assert without.words(question)[0] == "工匠日"
-    # Its import loads a dictionary of its own: a cold question must not pay for it.
-    script = "import sys, embeddings.retrieval.retrieve, bot.cli; assert 'rjieba' not in sys.modules"
+    # Its import loads a dictionary of its own: a cold question, or a small build, must not pay for it.
+    script = (
+        "import sys, embeddings.retrieval.retrieve, bot.cli\n"
+        "from pathlib import Path\n"
+        "from embeddings.text.tokenize import passage_tokenizer\n"
+        "passage_tokenizer(Path('data/jieba/userdict.txt'), Path('data/jieba/stopwords.txt'), True, 63)\n"
+        "assert 'rjieba' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", script], check=True, cwd=REPO)

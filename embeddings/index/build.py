@@ -139,10 +139,10 @@ def _build_lexical(
     """
     lexical = settings.lexical
     paths = Path(lexical.user_dict), Path(lexical.stopwords)
-    passage_tokenizer(*paths, lexical.bigrams)  # loaded once here, inherited by the workers
+    passage_tokenizer(*paths, lexical.bigrams, len(passages))  # loaded once here, inherited by the workers
 
     def tokenizer() -> Callable[[str], tuple[list[str], list[str]]]:
-        return passage_tokenizer(*paths, lexical.bigrams).tokens_and_words
+        return passage_tokenizer(*paths, lexical.bigrams, len(passages)).tokens_and_words
 
     def chunks() -> Iterator[list[str]]:
         for first in range(0, len(passages), CHUNK_PASSAGES):
