@@ -1,7 +1,8 @@
 """The stored passages and speeches, as a sequence and a mapping that read records only when asked.
 
 `Retriever.passages[row]` and `Retriever.speeches.get(speech_id)` behave as the list and dict they
-replace; iterating them reads the whole file, which only listings and warm-ups do.
+replace; iterating the passages reads the whole file, which nothing a user does needs: a speech's
+passages are found, and counted, from where they start (`SPEECH_PASSAGES`).
 """
 
 from __future__ import annotations
