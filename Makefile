@@ -62,7 +62,7 @@ bench-web: $(STAMP)
 
 # Scale: a synthetic corpus of ~108k passages (CMRC sentences shuffled into 3,816 speeches), built
 # lexical-only; build time as a ratio to jieba alone, memory, disk, cold and warm latency. Takes
-# ~10 minutes on 2 cores. PASSAGES=1000000 for the million-passage figures (about an hour).
+# ~4 minutes on 2 cores. PASSAGES=1000000 for the million-passage figures (~15 minutes, 5 GB of RAM).
 PASSAGES ?= 108000
 bench-scale: $(STAMP)
 	$(BIN)/python -m benchmarks.scale --passages $(PASSAGES)
