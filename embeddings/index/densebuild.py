@@ -25,7 +25,7 @@ from embeddings.index.units import Units
 from embeddings.index.vectors import EmbeddingCache, build_vector_index, save_vector_index, vector_index_kind
 from embeddings.models.dense import Embedder, model_fingerprint
 from embeddings.passage import Passage
-from embeddings.retrieval.fusion import calibration_queries, choose_dense_weight, model_profile, passage_maxima
+from embeddings.retrieval.fusion import calibration_queries, choose_dense_weight, group_maxima, model_profile
 from embeddings.settings import EngineSettings
 from embeddings.text.tokenize import passage_tokenizer, query_tokenizer
 
@@ -104,12 +104,13 @@ def _embed(
 ) -> np.ndarray:
     """Vectors for every text, embedding the `missing` ones and saving the cache after every chunk."""
     bar = tqdm(total=len(missing), desc="embedding", unit="sentence", disable=not progress or not missing)
+    in_use = set(keys)
     with bar:
         for first in range(0, len(missing), EMBED_CHUNK):
             chunk = missing[first : first + EMBED_CHUNK]
             for i, vector in zip(chunk, embedder.embed_passages([texts[i] for i in chunk]), strict=True):
                 cache.put(keys[i], vector)
-            cache.save(set(keys))
+            cache.save(in_use)
             bar.update(len(chunk))
     if not keys:
         return np.zeros((0, embedder.dimension), np.float32)
@@ -144,7 +145,7 @@ def _calibrated_weight(
     weight = choose_dense_weight(
         queries,
         lambda q: lexical.scores(question_tokens(q)),
-        lambda q: passage_maxima(vectors @ by_text[q], units.rows(), len(texts)),
+        lambda q: group_maxima(vectors @ by_text[q], units.rows(), len(texts)),
         settings.fusion.candidates,
     )
     logger.info("calibrated dense weight %.2f on %d held-out sentences", weight, len(queries))

@@ -72,17 +72,12 @@ def fuse(lexical: np.ndarray, dense: np.ndarray, dense_weight: float) -> np.ndar
     return (1.0 - dense_weight) * normalise(lexical) + dense_weight * normalise(dense)
 
 
-def group_maxima(scores: np.ndarray, groups: np.ndarray, count: int, floor: float | None = None) -> np.ndarray:
-    """The best score of each of `count` groups (`groups[i]` is the group of `scores[i]`); `floor` where none."""
-    low = float(scores.min()) if len(scores) else 0.0
+def group_maxima(scores: np.ndarray, groups: np.ndarray, count: int) -> np.ndarray:
+    """The best score of each of `count` groups (`groups[i]` is the group of `scores[i]`), the lowest where none."""
     out = np.full(count, -np.inf)
     np.maximum.at(out, groups, scores)
-    out[np.isneginf(out)] = low if floor is None else floor
+    out[np.isneginf(out)] = float(scores.min()) if len(scores) else 0.0
     return out
-
-
-def passage_maxima(unit_scores: np.ndarray, unit_rows: np.ndarray, passages: int) -> np.ndarray:
-    return group_maxima(unit_scores, unit_rows, passages)
 
 
 def calibration_queries(

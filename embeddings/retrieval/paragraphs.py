@@ -40,6 +40,13 @@ class Members:
             return np.arange(start, end, dtype=np.int64)
         return self._order[start:end]
 
+    def of(self, paragraphs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The members of `paragraphs`, paragraph by paragraph, and for each the position of its paragraph."""
+        parts = [self[int(p)] for p in paragraphs]
+        if not parts:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        return np.concatenate(parts), np.repeat(np.arange(len(parts)), [len(part) for part in parts])
+
 
 @dataclass(frozen=True, slots=True)
 class ParagraphMap:
@@ -65,21 +72,13 @@ class ParagraphMap:
         """Each paragraph's best passage score; `row_scores` scores an array of passage rows."""
         if not len(paragraphs):
             return np.zeros(0)
-        members = [self.rows[p] for p in paragraphs]
-        rows = np.concatenate(members)
-        owner = np.repeat(np.arange(len(paragraphs)), [len(m) for m in members])
+        rows, owner = self.rows.of(paragraphs)
         return group_maxima(row_scores(rows), owner, len(paragraphs))
-
-    def units_of(self, paragraphs: np.ndarray) -> np.ndarray:
-        """The sentence units of `paragraphs`, paragraph by paragraph."""
-        members = [self.units[p] for p in paragraphs]
-        return np.concatenate(members) if members else np.zeros(0, dtype=np.int64)
 
     def dense(self, paragraphs: np.ndarray, unit_scores: np.ndarray) -> np.ndarray:
         """Each of `paragraphs`' best sentence similarity (the lowest of theirs where one has no sentence)."""
-        sizes = [len(self.units[p]) for p in paragraphs]
-        owner = np.repeat(np.arange(len(paragraphs)), sizes)
-        return group_maxima(unit_scores[self.units_of(paragraphs)], owner, len(paragraphs))
+        units, owner = self.units.of(paragraphs)
+        return group_maxima(unit_scores[units], owner, len(paragraphs))
 
 
 def paragraph_ids(passages: Iterable[Passage]) -> np.ndarray:

@@ -122,7 +122,7 @@ class Retriever:
         words = question_words(tokens)
         by_words = self.paragraphs.lexical(pool, lambda rows: self.coverage.coordinated(words, lexical, rows))
         if unit_scores is not None and self.sentences is not None:
-            self.sentences.score(unit_scores, query, self.paragraphs.units_of(pool))
+            self.sentences.score(unit_scores, query, self.paragraphs.units.of(pool)[0])
             by_meaning = self.paragraphs.dense(pool, unit_scores)
             fused = fuse(by_words, by_meaning, self.dense_weight)
             ranked = pool[np.argsort(-fused, kind="stable")]
