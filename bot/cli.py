@@ -189,6 +189,7 @@ def cmd_ingest(args: argparse.Namespace, config: Config) -> int:
                         "encoding": s.encoding,
                         "sections": len(s.sections),
                         "paragraphs": len(s.paragraphs),
+                        "front_matter": None if s.front_matter is None else [s.front_matter.start, s.front_matter.end],
                         "rules_fired": s.rules_fired,
                     }
                     for s in corpus.speeches
@@ -205,7 +206,8 @@ def cmd_ingest(args: argparse.Namespace, config: Config) -> int:
         print(f"  title:      《{speech.title}》" + (f" {speech.subtitle}" if speech.subtitle else ""))
         if speech.aliases:
             print(f"  also as:    {', '.join(speech.aliases)}")
-        print(f"  sections {len(speech.sections)} · paragraphs {len(speech.paragraphs)} · passages {count}")
+        front = " + front matter" if speech.front_matter is not None else ""
+        print(f"  sections {len(speech.sections)} · paragraphs {len(speech.paragraphs)}{front} · passages {count}")
         print(f"  cleaning:   {rules}")
     _print_problems(corpus.problems)
     print(f"{len(corpus.speeches)} speech(es), {len(corpus.passages)} passages, {len(corpus.problems)} skipped")

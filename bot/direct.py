@@ -15,9 +15,9 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from embeddings.ingest.segment import statements
+from embeddings.ingest.segment import paragraph_statements
 from embeddings.ingest.structure import heading_level
-from embeddings.passage import Passage
+from embeddings.passage import FRONT_MATTER, FRONT_MATTER_TOPICS, Passage
 from embeddings.text.expect import Expectation
 from embeddings.text.textnorm import to_simplified
 
@@ -96,12 +96,14 @@ def direct_sentences(
     scored = []
     for source in sources[:DIRECT_FROM_TOP]:
         text, offset = source.paragraph.text, source.paragraph.start
-        spans = statements(text)
+        spans = paragraph_statements(text, source.paragraph.paragraph_no)  # the front matter's are its lines
+        # The front matter's lines tell what its search line names (the occasion, the date), as in ranking.
+        about = FRONT_MATTER_TOPICS + "\n" if source.paragraph.paragraph_no == FRONT_MATTER else ""
         for index, (start, end) in enumerate(spans):
             sentence = text[start:end].strip()
             if len(sentence) < 4 or _is_label(sentence):
                 continue
-            score = coverage(sentence, weights)
+            score = coverage(about + sentence, weights)
             if meaning:
                 close = meaning.get((source.paragraph.speech_id, offset + start), 0.0)
                 score = (1 - MEANING_SHARE) * score + MEANING_SHARE * close

@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from embeddings.passage import Passage, SearchResult
+from embeddings.passage import FRONT_MATTER, Passage, SearchResult
 from embeddings.retrieval.retrieve import Retriever, validate_question
 
 from .answer import Answer, compose
@@ -104,20 +104,28 @@ class Conversation:
 
 
 def paragraph_view(retriever: Retriever, passage: Passage, number: int) -> ParagraphView:
-    """The paragraph around a cited passage; the passage alone, with a note, if the speech changed since."""
+    """The paragraph around a cited passage; the passage alone, with a note, if the speech changed since.
+
+    The front matter (paragraph 0, the subtitle) is followed by paragraph 1; being no paragraph of
+    the body, it is not paragraph 1's "previous paragraph".
+    """
     speech = retriever.speeches.get(passage.speech_id)
     index = passage.paragraph_no - 1
     paragraphs = speech.paragraphs if speech is not None else ()
-    unchanged = (
-        speech is not None
-        and 0 <= index < len(paragraphs)
-        and paragraphs[index].start <= passage.start <= passage.end <= paragraphs[index].end
-        and speech.text[passage.start : passage.end] == passage.text
-    )
-    if speech is None or not unchanged:
+    if speech is not None and passage.paragraph_no == FRONT_MATTER:
+        paragraph = speech.front_matter
+    else:
+        paragraph = paragraphs[index] if 0 <= index < len(paragraphs) else None
+    if (
+        speech is None
+        or paragraph is None
+        or not paragraph.start <= passage.start <= passage.end <= paragraph.end
+        or speech.text[passage.start : passage.end] != passage.text
+    ):
         return ParagraphView(number, passage.citation, passage.text, "", "", CHANGED_SINCE)
 
     def text_of(i: int) -> str:
         return speech.text[paragraphs[i].start : paragraphs[i].end] if 0 <= i < len(paragraphs) else ""
 
-    return ParagraphView(number, passage.citation, text_of(index), text_of(index - 1), text_of(index + 1))
+    text = speech.text[paragraph.start : paragraph.end]
+    return ParagraphView(number, passage.citation, text, text_of(index - 1), text_of(index + 1))

@@ -14,6 +14,17 @@ from typing import Any, Literal
 from embeddings.text.expect import Expectation
 
 SECTION_SEPARATOR = " › "
+# Paragraph 0 of a speech is its front matter, the subtitle, date and speaker lines under the title:
+# what the speech says about itself (where, when and by whom it was given) becomes citable. Body
+# paragraphs are numbered from 1 as before, so citations already copied stay valid.
+FRONT_MATTER = 0
+# Its place in a citation, for it is no paragraph of the body. `Speech.subtitle` names the same lines.
+FRONT_MATTER_PLACE = "副标题"
+# What the front matter is searched with in place of a section path: what it tells, in the words a
+# question about the speech itself uses. Its own lines share none with "这篇讲话是在什么会上讲的？"
+# (jieba cuts 交流会上 as 交流会/上; 讲话 is a stop word), so without this line no words find it.
+# Generic words stay out (时间, 讲话人 → 人): they brought the subtitle up for "什么人可以当劳模？".
+FRONT_MATTER_TOPICS = "这篇讲话的副标题：讲话的场合（在什么会上）、日期"
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,17 +48,23 @@ class Passage:
         return SECTION_SEPARATOR.join(self.section_path)
 
     @property
+    def place(self) -> str:
+        """Where the passage stands in its speech: `第5段`, or `副标题` for the front matter."""
+        return FRONT_MATTER_PLACE if self.paragraph_no == FRONT_MATTER else f"第{self.paragraph_no}段"
+
+    @property
     def citation(self) -> str:
-        """The human citation, e.g. `《标题》 › 一、… › （三）… · 第5段`."""
+        """The human citation, e.g. `《标题》 › 一、… › （三）… · 第5段`, or `《标题》 · 副标题`."""
         head = f"《{self.title}》"
         if self.section_path:
             head += SECTION_SEPARATOR + self.section
-        return f"{head} · 第{self.paragraph_no}段"
+        return f"{head} · {self.place}"
 
     @property
     def search_text(self) -> str:
-        """What both retrievers see: the title and section path give every passage its context."""
-        return f"{self.title}\n{self.section}\n{self.text}"
+        """What both retrievers see: the title and section path (the front matter: what it tells) give context."""
+        context = FRONT_MATTER_TOPICS if self.paragraph_no == FRONT_MATTER else self.section
+        return f"{self.title}\n{context}\n{self.text}"
 
     @property
     def content_hash(self) -> str:
@@ -89,7 +106,7 @@ class Passage:
 
 @dataclass(frozen=True, slots=True)
 class Paragraph:
-    """One paragraph of a cleaned speech: `text == speech.text[start:end]`."""
+    """One paragraph of a cleaned speech: `text == speech.text[start:end]`; number 0 is the front matter."""
 
     number: int
     start: int
@@ -111,6 +128,14 @@ class Speech:
     rules_fired: dict[str, int] = field(default_factory=dict)
     encoding: str = "utf-8"
     aliases: tuple[str, ...] = ()
+    # Paragraph `FRONT_MATTER`: the subtitle, date and speaker lines; None when the title stands alone
+    # (the title is in every passage's `search_text` already). Not in `paragraphs`, which is the body.
+    front_matter: Paragraph | None = None
+
+    @property
+    def indexed_paragraphs(self) -> tuple[Paragraph, ...]:
+        """The front matter, if any, then the body paragraphs: every paragraph that has passages, in text order."""
+        return self.paragraphs if self.front_matter is None else (self.front_matter, *self.paragraphs)
 
     @property
     def content_hash(self) -> str:

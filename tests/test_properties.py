@@ -24,7 +24,7 @@ from embeddings.ingest.clean import BOILERPLATE
 from embeddings.ingest.load import read_document
 from embeddings.ingest.segment import segment_speech
 from embeddings.ingest.structure import build_speech
-from embeddings.passage import Hit, Passage, SearchResult, Speech
+from embeddings.passage import FRONT_MATTER, Hit, Passage, SearchResult, Speech
 from embeddings.retrieval.retrieve import Retriever
 from embeddings.settings import SegmentSettings
 from embeddings.text.textnorm import has_searchable_text, matching_form
@@ -165,6 +165,15 @@ def check_speech(speech: Speech, segment: SegmentSettings) -> list[Passage]:
     """The structural invariants of a cleaned, segmented speech; returns its passages."""
     text = speech.text
     previous_end = -1
+    front = speech.front_matter
+    if front is not None:  # the subtitle, date and speaker lines: whole lines above the body
+        assert front.number == FRONT_MATTER and front.section_path == ()
+        lines = text[front.start : front.end]
+        assert lines.strip() and lines == lines.strip()
+        assert front.start == 0 or text[front.start - 1] == "\n"
+        assert front.end == len(text) or text[front.end] == "\n"
+        assert all(" ".join(line.split()) in f"{speech.title} {speech.subtitle}" for line in lines.split("\n"))
+        previous_end = front.end
     for number, paragraph in enumerate(speech.paragraphs, 1):
         assert paragraph.number == number
         assert previous_end < paragraph.start < paragraph.end <= len(text)
@@ -182,12 +191,13 @@ def check_speech(speech: Speech, segment: SegmentSettings) -> list[Passage]:
         assert text[passage.start : passage.end] == passage.text
         assert passage.text.strip(), passage  # no empty or blank passage
         assert passage.text == passage.text.strip(), passage  # a passage starts and ends at a character
-        paragraph = speech.paragraphs[passage.paragraph_no - 1]
+        assert "\n" not in passage.text, passage  # a quote never breaks a line (the front matter's are passages)
+        paragraph = next(p for p in speech.indexed_paragraphs if p.number == passage.paragraph_no)
         assert paragraph.start <= passage.start < passage.end <= paragraph.end
         assert passage.section_path == paragraph.section_path
         assert len(passage.text) <= segment.max_chars, passage
     # Every paragraph is covered by its passages, in order, nothing dropped between seams.
-    for paragraph in speech.paragraphs:
+    for paragraph in speech.indexed_paragraphs:
         parts = [p for p in passages if p.paragraph_no == paragraph.number]
         assert parts, paragraph
         assert parts[0].start == paragraph.start and parts[-1].end == paragraph.end

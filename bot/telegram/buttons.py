@@ -127,7 +127,7 @@ async def inline_query(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
     results = [
         InlineQueryResultArticle(
             id=str(number),
-            title=f"[{number}] 《{citation.passage.title}》 · 第{citation.passage.paragraph_no}段",
+            title=f"[{number}] 《{citation.passage.title}》 · {citation.passage.place}",
             description=citation.snippet[:120],
             input_message_content=InputTextMessageContent(passage_message(citation), parse_mode=ParseMode.HTML),
         )

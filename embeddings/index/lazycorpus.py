@@ -43,6 +43,19 @@ CORPUS_FILES = (
 )
 
 
+def _paragraph_record(paragraph: Paragraph) -> dict[str, Any]:
+    return {
+        "number": paragraph.number,
+        "start": paragraph.start,
+        "end": paragraph.end,
+        "section_path": list(paragraph.section_path),
+    }
+
+
+def _paragraph(record: dict[str, Any]) -> Paragraph:
+    return Paragraph(record["number"], record["start"], record["end"], tuple(record["section_path"]))
+
+
 def speech_record(speech: Speech) -> dict[str, Any]:
     return {
         "speech_id": speech.speech_id,
@@ -50,10 +63,8 @@ def speech_record(speech: Speech) -> dict[str, Any]:
         "title": speech.title,
         "subtitle": speech.subtitle,
         "text": speech.text,
-        "paragraphs": [
-            {"number": p.number, "start": p.start, "end": p.end, "section_path": list(p.section_path)}
-            for p in speech.paragraphs
-        ],
+        "paragraphs": [_paragraph_record(p) for p in speech.paragraphs],
+        "front_matter": None if speech.front_matter is None else _paragraph_record(speech.front_matter),
         "sections": list(speech.sections),
         "rules_fired": speech.rules_fired,
         "encoding": speech.encoding,
@@ -63,9 +74,9 @@ def speech_record(speech: Speech) -> dict[str, Any]:
 
 def speech_from_record(record: dict[str, Any]) -> Speech:
     record = dict(record)
-    record["paragraphs"] = tuple(
-        Paragraph(p["number"], p["start"], p["end"], tuple(p["section_path"])) for p in record["paragraphs"]
-    )
+    record["paragraphs"] = tuple(_paragraph(p) for p in record["paragraphs"])
+    front = record.get("front_matter")
+    record["front_matter"] = None if front is None else _paragraph(front)
     record["sections"] = tuple(record["sections"])
     record["aliases"] = tuple(record["aliases"])
     return Speech(**record)

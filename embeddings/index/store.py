@@ -45,7 +45,9 @@ if TYPE_CHECKING:
 # tokenisation, segmentation, the query dictionary or the file layout changes: an index of another
 # format is then stale and rebuilt. The package version is recorded but not compared, on purpose:
 # most releases change the bot, not the index, and each needless rebuild re-embeds the corpus.
-INDEX_FORMAT = 5  # 4: offsets beside the JSONL files, sorted vocabulary, paragraphs.npy; 5: speech_passages.npy
+# 4: offsets beside the JSONL files, sorted vocabulary, paragraphs.npy; 5: speech_passages.npy;
+# 6: the front matter (subtitle, date, speaker) is paragraph 0, with passages and sentence units of its own.
+INDEX_FORMAT = 6
 CURRENT = "CURRENT"
 MANIFEST = "manifest.json"
 LEXICAL_FILES = (

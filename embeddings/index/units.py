@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from embeddings.ingest.segment import sentence_spans, statements
+from embeddings.ingest.segment import paragraph_statements, sentence_spans, statements
 from embeddings.passage import Passage, Speech
 
 ROW, START, END = 0, 1, 2
@@ -49,16 +49,16 @@ def corpus_units(passages: Sequence[Passage], speeches: Sequence[Speech], max_ch
     known = {speech.speech_id for speech in speeches}
     for row, passage in enumerate(passages):
         if passage.speech_id not in known:
-            for start, end in _unit_spans(passage.text, max_chars):
+            for start, end in _unit_spans(passage.text, statements(passage.text), max_chars):
                 entries.append((row, passage.start + start, passage.start + end))
                 texts.append(passage.text[start:end].strip())
     for speech in speeches:
-        for paragraph in speech.paragraphs:
+        for paragraph in speech.indexed_paragraphs:  # the front matter's lines are sentences too
             rows = rows_of.get((speech.speech_id, paragraph.number))
             if not rows:
                 continue
             body = speech.text[paragraph.start : paragraph.end]
-            for start, end in _unit_spans(body, max_chars):
+            for start, end in _unit_spans(body, paragraph_statements(body, paragraph.number), max_chars):
                 absolute = (paragraph.start + start, paragraph.start + end)
                 entries.append((_holder(passages, rows, *absolute), *absolute))
                 texts.append(body[start:end].strip())
@@ -66,9 +66,10 @@ def corpus_units(passages: Sequence[Passage], speeches: Sequence[Speech], max_ch
     return Units(table), texts
 
 
-def _unit_spans(body: str, max_chars: int) -> list[tuple[int, int]]:
+def _unit_spans(body: str, sentences: list[tuple[int, int]], max_chars: int) -> list[tuple[int, int]]:
+    """The units of `body`, one a sentence; one over the bound falls back to its parts between ；and 。."""
     spans = []
-    for start, end in statements(body):
+    for start, end in sentences:
         pieces = [(start, end)] if end - start <= max_chars else _sentences_within(body, start, end)
         spans += [(a, b) for a, b in pieces if len(body[a:b].strip()) >= MIN_UNIT_CHARS]
     return spans

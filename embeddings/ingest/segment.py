@@ -1,15 +1,16 @@
 """Paragraphs → passages: whole sentences packed up to a size bound, with sentence overlap.
 
 The paragraph is the unit of citation; a long paragraph becomes several passages that share a
-sentence at each seam, so an answer that sits on a seam is still whole in one passage.
+sentence at each seam, so an answer that sits on a seam is still whole in one passage. The front
+matter (paragraph 0) has lines, not sentences: each line is a passage, and a sentence, of its own.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
-from embeddings.passage import Passage, Speech
+from embeddings.passage import FRONT_MATTER, Passage, Speech
 from embeddings.settings import SegmentSettings
 
 # A sentence ends at 。！？； (or their half-width forms) or an ellipsis, plus any closing quotes.
@@ -43,6 +44,26 @@ def statements(text: str) -> list[tuple[int, int]]:
     return merged
 
 
+def lines(text: str) -> list[tuple[int, int]]:
+    """The non-blank lines of `text` as (start, end) offsets, without the whitespace at their edges."""
+    spans = []
+    start = 0
+    for line in text.split("\n"):
+        if trimmed := _trim(text, start, start + len(line)):
+            spans.append(trimmed)
+        start += len(line) + 1
+    return spans
+
+
+def paragraph_statements(text: str, number: int) -> list[tuple[int, int]]:
+    """The sentences of paragraph `number`: `statements`, but the front matter's lines.
+
+    A subtitle, date or speaker line has no full stop; cut at sentence ends, the front matter would
+    be one "sentence" running across its line breaks, and an answer quoting it would break lines.
+    """
+    return lines(text) if number == FRONT_MATTER else statements(text)
+
+
 def _bounded_units(text: str, max_chars: int) -> list[tuple[int, int]]:
     """Sentences, except that a sentence longer than the bound is cut at clause ends, then by length."""
     units = []
@@ -64,6 +85,11 @@ def _bounded_units(text: str, max_chars: int) -> list[tuple[int, int]]:
         if piece_start < end:
             units.append((piece_start, end))
     return [trimmed for start, end in units if (trimmed := _trim(text, start, end))]
+
+
+def _line_units(text: str, max_chars: int) -> list[tuple[int, int]]:
+    """Each line of the front matter, a passage of its own: a passage of several would quote line breaks."""
+    return [(a + start, a + end) for a, b in lines(text) for start, end in _bounded_units(text[a:b], max_chars)]
 
 
 def _trim(text: str, start: int, end: int) -> tuple[int, int] | None:
@@ -97,10 +123,13 @@ def _windows(units: list[tuple[int, int]], max_chars: int, overlap: int) -> Iter
 def segment_speech(speech: Speech, settings: SegmentSettings) -> list[Passage]:
     """Cut every paragraph of `speech` into passages; `speech.text[p.start:p.end] == p.text` for each."""
     passages = []
-    for paragraph in speech.paragraphs:
+    for paragraph in speech.indexed_paragraphs:
         body = speech.text[paragraph.start : paragraph.end]
-        units = _bounded_units(body, settings.max_chars)
-        for part, (start, end) in enumerate(_windows(units, settings.max_chars, settings.overlap_sentences), 1):
+        if paragraph.number == FRONT_MATTER:
+            windows: Iterable[tuple[int, int]] = _line_units(body, settings.max_chars)
+        else:
+            windows = _windows(_bounded_units(body, settings.max_chars), settings.max_chars, settings.overlap_sentences)
+        for part, (start, end) in enumerate(windows, 1):
             passages.append(
                 Passage(
                     passage_id=f"{speech.speech_id}:{paragraph.number}.{part}",

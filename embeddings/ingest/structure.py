@@ -4,6 +4,8 @@ Speeches mark sections with `一、`, `（一）`, `1、` and lead-ins such as `
 taken from the web often glue a heading or the title to the next sentence, so headings are also
 found inside a line, right after a sentence ends. No words of the body are lost: a numbered line
 counts as a heading only when body text follows it, so every other character lies in a paragraph.
+The subtitle, date and speaker lines under the title are paragraph 0 (`FRONT_MATTER`): the speech's
+own word on where, when and by whom it was given.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from pathlib import Path
 
 from embeddings.ingest.clean import clean_lines, collapse_stray_spaces, ends_sentence
 from embeddings.ingest.load import RawDocument, RawLine
-from embeddings.passage import Paragraph, Speech
+from embeddings.passage import FRONT_MATTER, Paragraph, Speech
+from embeddings.text.textnorm import has_searchable_text
 
 _NUM = "一二三四五六七八九十"
 # Level by pattern: 一、 > （一） > 1、/（1） > 一是/第一要 (lead-ins count only where they open a paragraph).
@@ -66,6 +69,19 @@ class _FrontMatter:
     lines: tuple[str, ...]  # what stands above the body in the cleaned text
     title: str
     subtitle: str  # the subtitle line, date and speaker, joined by spaces
+    meta: tuple[int, ...] = ()  # which of `lines` are the subtitle, date and speaker lines
+
+    def paragraph(self) -> Paragraph | None:
+        """The subtitle, date and speaker lines as paragraph 0 (the text opens with `lines`); None without any.
+
+        It runs from the first of them to the last: title lines are left out (every passage is searched
+        with the title already), except one standing between them, as where a date heads the page.
+        """
+        if not self.meta or not has_searchable_text(self.subtitle):
+            return None
+        starts = [sum(len(line) + 1 for line in self.lines[:index]) for index in range(len(self.lines))]
+        first, last = self.meta[0], self.meta[-1]
+        return Paragraph(FRONT_MATTER, starts[first], starts[last] + len(self.lines[last]), ())
 
 
 def build_speech(document: RawDocument, speech_id: str, source: str) -> Speech:
@@ -93,6 +109,7 @@ def build_speech(document: RawDocument, speech_id: str, source: str) -> Speech:
         source=source,
         title=front.title or _title_from_name(document.path),
         subtitle=front.subtitle,
+        front_matter=front.paragraph(),
         text="\n".join(out_lines),
         paragraphs=tuple(paragraphs),
         sections=tuple(sections),
@@ -105,7 +122,7 @@ def _front_matter(lines: list[RawLine], fired: Counter[str]) -> tuple[_FrontMatt
     """Title lines, then the subtitle, date and speaker lines; the body starts at a salutation at the latest."""
     front: list[str] = []  # in the source's order
     titles: list[str] = []
-    meta: list[str] = []
+    meta: list[int] = []  # where in `front` the subtitle, date and speaker lines are
     index = 0
     while index < len(lines) and len(front) < MAX_FRONT_LINES:
         line = lines[index]
@@ -114,14 +131,14 @@ def _front_matter(lines: list[RawLine], fired: Counter[str]) -> tuple[_FrontMatt
             break  # the speech begins; a Word heading style marks a section, not the title
         if _is_metadata(text, titles, front):
             fired["front_matter"] += not _SUBTITLE.match(text)  # dates and names; a subtitle was always found
-            meta.append(text)
+            meta.append(len(front))
             front.append(text)
         elif _continues_title(line, titles, front):
             split = _SUBTITLE_ON_TITLE_LINE.match(text)
             parts = [split.group("title"), split.group("subtitle")] if split else [text]
             fired["glued_subtitle"] += len(parts) - 1
             titles.append(parts[0])
-            meta.extend(parts[1:])
+            meta.extend(range(len(front) + 1, len(front) + len(parts)))
             front.extend(parts)
         else:
             break
@@ -133,8 +150,8 @@ def _front_matter(lines: list[RawLine], fired: Counter[str]) -> tuple[_FrontMatt
         front = [*front, *titles]
         body = [RawLine(glued.group("body")), *body[1:]]
     title = " ".join(" ".join(text.split()) for text in titles)
-    subtitle = " ".join(" ".join(text.split()) for text in meta)
-    return _FrontMatter(tuple(front), title, subtitle), body
+    subtitle = " ".join(" ".join(front[at].split()) for at in meta)
+    return _FrontMatter(tuple(front), title, subtitle, tuple(meta)), body
 
 
 def _continues_title(line: RawLine, titles: list[str], front: list[str]) -> bool:

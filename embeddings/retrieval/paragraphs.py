@@ -89,7 +89,7 @@ def paragraph_ids(passages: Iterable[Passage]) -> np.ndarray:
 
 def paragraph_passage(speech: Speech | None, number: int, template: Passage) -> Passage:
     """The whole paragraph `number` of `speech`, as a passage citing it (part 0); `template` when unknown."""
-    paragraph = None if speech is None else next((p for p in speech.paragraphs if p.number == number), None)
+    paragraph = None if speech is None else next((p for p in speech.indexed_paragraphs if p.number == number), None)
     if speech is None or paragraph is None:
         return template
     return Passage(
