@@ -1,27 +1,33 @@
 """Load test of the Telegram bot: simulated users ask questions through the fake Bot API on loopback.
 
     python -m benchmarks.bench_bot --users 200 --questions 5 --fault-rate 0.1 --seed 7
+    python -m benchmarks.bench_bot --rate 25 --users 750 --dense   # 25 new users a second, for 30 s
     python -m benchmarks.bench_bot --chaos-kills 3 --users 60 --seed 1   # SIGKILLs: see bench_chaos
 
-Each user asks its questions one after another, waiting for each answer (as people do). The bot
-is the production application with its production rate limiter, so Telegram's ~30 messages per
-second overall limit is part of what is measured. With `--fault-rate`, that share of sendMessage,
-sendChatAction and getUpdates calls fails at random: 429 (retry after 1 s), 500, a dropped
-connection, or a response slower than the client's read timeout to a request that was executed.
+Each user asks its questions one after another, waiting for each answer (as people do). With
+`--rate`, the load is open instead: a new user arrives every 1/rate seconds and asks one question,
+whether or not earlier ones have been answered. The bot answers lexical-only unless `--dense`
+gives it the config's `[dense]` settings (the default config's model, with its shipped vectors).
+The bot is the production application with its production rate limiter, so Telegram's ~30
+messages per second overall limit is part of what is measured. With `--fault-rate`, that share of
+sendMessage, sendChatAction and getUpdates calls fails at random: 429 (retry after 1 s), 500, a
+dropped connection, or a response slower than the client's read timeout to a request that was
+executed.
 
-Prints JSON: questions answered, lost (never answered), duplicated (answered more than once),
-throughput, update→reply latency percentiles in milliseconds, the faults actually injected, errors
-logged and whether the bot stopped polling (crashed), and memory: RSS sampled every 0.5 s, its peak
-and the median of the first and last quarter of the run (flat memory: the two are close). The RSS
-is this process's, which also runs the fake server and the simulated users. The bot logs as
-`speechqa bot` does (its own lines from INFO, redacted); `token_in_logs` counts lines that still
-show the bot token, which must be none.
+Prints JSON: the retrieval mode and model, questions answered, lost (never answered), duplicated
+(answered more than once), throughput, update→first reply latency percentiles in milliseconds,
+the faults actually injected, errors logged and whether the bot stopped polling (crashed), and
+memory: RSS sampled every 0.5 s, its peak and the median of the first and last quarter of the run
+(flat memory: the two are close). The RSS is this process's, which also runs the fake server and
+the simulated users. The bot logs as `speechqa bot` does (its own lines from INFO, redacted);
+`token_in_logs` counts lines that still show the bot token, which must be none.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -32,6 +38,7 @@ import statistics
 import tempfile
 import threading
 import time
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -40,6 +47,7 @@ from benchmarks import bench_chaos
 from bot.config import load_config
 from bot.telegram.access import protect_handlers
 from bot.telegram.app import SORRY
+from bot.telegram.state import STATE_KEY
 from embeddings.settings import DenseSettings
 from tests.fakebotapi import FakeBotApi, drive
 
@@ -120,9 +128,20 @@ class LogCapture(logging.Handler):
 
 
 def run(
-    users: int = 50, questions: int = 4, fault_rate: float = 0.0, seed: int = 0, timeout: float = 5.0
+    users: int = 50,
+    questions: int = 4,
+    fault_rate: float = 0.0,
+    seed: int = 0,
+    timeout: float = 5.0,
+    *,
+    rate: float = 0.0,
+    dense: bool = False,
 ) -> dict[str, Any]:
-    """Run the load test and return its figures (see the module docstring); `timeout` is the client's."""
+    """Run the load test and return its figures (see the module docstring); `timeout` is the client's.
+
+    `rate` > 0: users arrive at that many a second, one question each (`questions` is then 1);
+    `dense`: the config's `[dense]` settings instead of lexical-only retrieval."""
+    questions = 1 if rate > 0 else questions
     pool, rng = dev_questions(), random.Random(seed)
     plan = {1_000_000 + user: [rng.choice(pool) for _ in range(questions)] for user in range(users)}
     with tempfile.TemporaryDirectory(prefix="bench-bot-") as folder:
@@ -132,7 +151,7 @@ def run(
         config = replace(
             base,
             corpus=replace(base.corpus, path=str(root / "speeches"), index_dir=str(root / "index")),
-            dense=DenseSettings(mode="off"),
+            dense=base.dense if dense else DenseSettings(mode="off"),
             telegram=replace(
                 base.telegram,
                 feedback_db=str(root / "log.sqlite3"),
@@ -146,6 +165,7 @@ def run(
         latencies: list[float] = []
         clock: dict[str, float] = {}
         alive: dict[str, bool] = {}
+        retrieval: dict[str, str] = {}
         log = LogCapture()
         protect_handlers(TOKEN, [log])  # as `speechqa bot` does for its log handlers
         crash = ""
@@ -161,9 +181,28 @@ def run(
                     continue
                 latencies.append((reply.at - sent_at) * 1000)
 
+        def all_answered() -> bool | None:
+            replied = {(sent.chat_id, sent.reply_to) for sent in api.sent}
+            return all((m["chat"]["id"], m["message_id"]) in replied for m, _ in asked) or None
+
+        async def arrivals() -> None:
+            """User i asks at start + i / rate, on time however far behind the answers are.
+
+            One watcher waits for all the answers: a poller per waiting user, as `user` has, scans
+            every message sent 100 times a second, and hundreds of them would take the CPU measured."""
+            for i, user_id in enumerate(plan):
+                await asyncio.sleep(max(0.0, clock["start"] + i / rate - time.perf_counter()))
+                sent_at = time.perf_counter()
+                asked.append((api.send_text(user_id, plan[user_id][0]), sent_at))
+            clock["last_arrival"] = time.perf_counter()
+            with contextlib.suppress(AssertionError):  # counted as lost below unless it turns up later
+                await api.until(all_answered, within=120)
+
         async def scenario(app: Any) -> None:
+            retriever = app.bot_data[STATE_KEY].retriever
+            retrieval.update(mode=retriever.mode, model=retriever.embedder.name if retriever.embedder else "")
             clock["start"] = time.perf_counter()
-            await asyncio.gather(*(user(user_id) for user_id in plan))
+            await (arrivals() if rate > 0 else asyncio.gather(*(user(user_id) for user_id in plan)))
             clock["end"] = time.perf_counter()
             # a duplicate comes after the first answer, at worst after a slow response and a retry
             await asyncio.sleep(timeout + 2.0)
@@ -183,13 +222,20 @@ def run(
             bot_logger.setLevel(bot_level)
             api.stop()
         replies = [len(api.replies_to(message)) for message, _ in asked]
+        if rate > 0:  # update → first reply, from the server's own clock as `user` measures it
+            first_replies = ((api.replies_to(message), sent_at) for message, sent_at in asked)
+            latencies = [(found[0].at - sent_at) * 1000 for found, sent_at in first_replies if found]
         apologies = sum(1 for message, _ in asked if any(r.text == SORRY for r in api.replies_to(message)))
     start, end = clock.get("start", 0.0), clock.get("end", 0.0)
     first, last = memory.quarters(start, end)
     answered = sum(1 for n in replies if n >= 1) - apologies
+    arrived_in = clock.get("last_arrival", 0.0) - start
     return {
         "users": users,
         "questions_per_user": questions,
+        "rate_per_s": rate,  # 0: each user waits for its answer before asking again
+        "arrivals_per_s": round((users - 1) / arrived_in, 2) if rate > 0 and arrived_in > 0 else None,
+        "retrieval": retrieval,
         "fault_rate": fault_rate,
         "seed": seed,
         "questions": len(asked),
@@ -207,6 +253,7 @@ def run(
         "wall_seconds": round(end - start, 2),
         "faults_injected": dict(sorted(api.injected.items())),
         "api_calls": len(api.calls),
+        "api_calls_by_method": dict(sorted(Counter(method for method, _, _ in api.calls).items())),
         "errors_logged": sum(1 for level, _ in log.lines if level >= logging.ERROR),
         "log_lines": len(log.lines),
         "token_in_logs": sum(1 for _, line in log.lines if TOKEN in line or TOKEN.split(":")[1] in line),
@@ -232,13 +279,21 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=5.0, help="the bot's HTTP timeouts, in seconds")
     parser.add_argument(
+        "--rate", type=float, default=0.0, help="instead: a new user every 1/RATE s, one question each (open load)"
+    )
+    parser.add_argument(
+        "--dense", action="store_true", help="retrieve with the config's [dense] settings (default: lexical only)"
+    )
+    parser.add_argument(
         "--chaos-kills", type=int, default=0, help="instead: each user asks once, the bot process is killed N times"
     )
     args = parser.parse_args()
     if args.chaos_kills:
         figures = bench_chaos.run(args.users, args.chaos_kills, args.seed)
     else:
-        figures = run(args.users, args.questions, args.fault_rate, args.seed, args.timeout)
+        figures = run(
+            args.users, args.questions, args.fault_rate, args.seed, args.timeout, rate=args.rate, dense=args.dense
+        )
     print(json.dumps(figures, ensure_ascii=False, indent=2))
 
 

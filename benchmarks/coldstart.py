@@ -1,12 +1,13 @@
 """CLI cold start: `speechqa index` into an empty folder, then `speechqa ask` as a fresh process, timed.
 
-The config is the repository's `config.toml` as shipped (the default: `[dense] mode = "auto"`, so
-hybrid with the bundled model when the configured hub model cannot be had), with every path made
-absolute and the index (and feedback database) in a temporary folder, so the run neither reads
-nor disturbs the repository's own `data/index`. That folder starts empty, as on a first `make ask`
-(the vectors shipped for the shipped speeches, when the config names them, are used as a user
-gets them); a second build, into another empty folder without the shipped vectors, embeds every
-sentence: the build from nothing. The environment is the caller's.
+The config is the repository's `config.toml` as shipped (the default: `[dense] mode = "auto"` with
+speechqa's trained model, the bundled one when that cannot be had), with every path made absolute
+(the model's too, when it names a folder beside the config) and the index (and feedback database)
+in a temporary folder, so the run neither reads nor disturbs the repository's own `data/index`.
+That folder starts empty, as on a first `make ask` (the vectors shipped for the shipped speeches,
+when the config names them, are used as a user gets them); a second build, into another empty
+folder without the shipped vectors, embeds every sentence: the build from nothing. The
+environment is the caller's.
 """
 
 from __future__ import annotations
@@ -87,6 +88,10 @@ def benchmark_config(source: Path, workdir: Path) -> dict[str, Any]:
             continue
         value = Path(config[section][key]).expanduser()
         config[section][key] = str(value if value.is_absolute() else (source.parent / value).resolve())
+    # A model folder is named relative to the config, as `bot.config` reads it; a hub name stays as it is.
+    model = config.get("dense", {}).get("model")
+    if model and not Path(model).expanduser().is_absolute() and (source.parent / model).is_dir():
+        config["dense"]["model"] = str((source.parent / model).resolve())
     config["corpus"]["index_dir"] = str(workdir / "index")
     config["telegram"]["feedback_db"] = str(workdir / "feedback.sqlite3")
     return config

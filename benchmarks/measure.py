@@ -28,6 +28,8 @@ WARMUP_QUERIES = 5
 # Seconds of embedding a row may spend, handed to each child by the run (unset: no limit).
 EMBED_BUDGET_ENV = "SPEECHQA_BENCH_EMBED_BUDGET_S"
 UNCACHED_BUILDS = CACHE / "uncached-builds.json"  # build times of cached rows, measured with an empty cache
+# Records written before they named their model: `hybrid` ran the bundled model then, `hybrid-bundled` does now.
+RENAMED_SYSTEMS = {"hybrid": "hybrid-bundled"}
 MRR_DEPTH = 10
 
 
@@ -166,6 +168,7 @@ class Measurement:
     by_kind: dict[str, Figures] = field(default_factory=dict)
     # Rows that keep embeddings between runs: "cold" (nothing was cached), "warm" (all reused), "partial".
     cache_state: str = ""
+    model: str = ""  # the embedder's name (a trained model's carries its manifest's hash); "" for none
 
     @property
     def quality(self) -> Quality:
@@ -206,10 +209,19 @@ def _cpu_model() -> str:
 
 
 def known_uncached_builds() -> dict[str, dict[str, Any]]:
+    """Build times by `dataset/system`: build_s, chars_per_s, date and (recorded since) model."""
     try:
-        return dict(json.loads(UNCACHED_BUILDS.read_text("utf-8")))
+        known = dict(json.loads(UNCACHED_BUILDS.read_text("utf-8")))
     except (OSError, ValueError):
         return {}
+    renamed: dict[str, dict[str, Any]] = {}
+    for key, record in known.items():
+        dataset, _, system = key.rpartition("/")
+        if "model" not in record and system in RENAMED_SYSTEMS:
+            renamed.setdefault(f"{dataset}/{RENAMED_SYSTEMS[system]}", record)
+        else:
+            renamed[key] = record
+    return renamed
 
 
 def remember_uncached_builds(results: Sequence[Measurement]) -> dict[str, dict[str, float | str]]:
@@ -220,6 +232,7 @@ def remember_uncached_builds(results: Sequence[Measurement]) -> dict[str, dict[s
             "build_s": m.build_s,
             "chars_per_s": m.embed_chars_per_s or 0.0,
             "date": date.today().isoformat(),
+            "model": m.model,
         }
         for m in results
         if m.cache_state == "cold"

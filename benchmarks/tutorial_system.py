@@ -1,7 +1,7 @@
 """The `tutorial-hybrid` row: the LangChain tutorial ensemble (`benchmarks/tutorial.py`) measured.
 
-It uses the same bundled model as speechqa's `hybrid` row, loaded the same way, with its own
-"query: " / "passage: " prefixes (kinder to the tutorial than LangChain's `HuggingFaceEmbeddings`,
+It uses the same bundled model as speechqa's `hybrid-bundled` row, loaded the same way, with its
+own "query: " / "passage: " prefixes (kinder to the tutorial than LangChain's `HuggingFaceEmbeddings`,
 which adds none). Speeches are ranked chunk by chunk; a CMRC passage by its best chunk in the
 fused list (later chunks of the same passage are dropped, as the baseline row does).
 """
@@ -65,6 +65,7 @@ def run_tutorial(dataset: Dataset) -> Measurement:
         note="; ".join(notes),
         by_kind=figures_by_kind(outcomes),
         cache_state=cache_state(was_empty, cache.embedded) if cache else "",
+        model=embedder.name,
     )
 
 
