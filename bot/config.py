@@ -184,6 +184,11 @@ def _resolve_paths(config: Config, base: Path) -> Config:
         if value and not Path(value).expanduser().is_absolute() and not value.startswith("~"):
             value = str(base / value)
         sections[section] = replace(current, **{key: str(Path(value).expanduser()) if value else value})
+    dense = sections["dense"]
+    beside = base / dense.model
+    if dense.model and not Path(dense.model).expanduser().is_absolute() and beside.is_dir():
+        # A model folder named relative to the config file, like the paths above; a hub name is left alone.
+        sections["dense"] = replace(dense, model=str(beside))
     return replace(config, **sections)
 
 

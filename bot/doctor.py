@@ -10,7 +10,8 @@ from typing import Any
 
 from embeddings.errors import SpeechQAError
 from embeddings.models.bundled import unsupported_reason
-from embeddings.models.dense import locate_model
+from embeddings.models.dense import locate_model, supply_hint
+from embeddings.models.trainedfolder import is_trained_model
 from embeddings.settings import EngineSettings
 
 from .config import Config
@@ -91,6 +92,7 @@ def _model_check(engine: EngineSettings) -> dict[str, Any]:
     if dense.mode == "off":
         return _check("embedding model", True, 'dense retrieval is off ([dense] mode = "off")', required=False)
     location = locate_model(dense.model, allow_network=True)
+    trained = is_trained_model(Path(dense.model).expanduser())  # speechqa's own model: its own hints
     if not location.available:
         fallback = unsupported_reason() if dense.mode == "auto" and dense.fallback == "bundled" else "fallback off"
         uses = (
@@ -102,7 +104,9 @@ def _model_check(engine: EngineSettings) -> dict[str, Any]:
             "embedding model",
             False,
             f"{dense.model}: {location.reason}; {uses}",
-            f"set [dense] model to a local model folder; or HF_ENDPOINT=<mirror URL> speechqa index; or run "
+            supply_hint(dense.model)
+            if trained
+            else f"set [dense] model to a local model folder; or HF_ENDPOINT=<mirror URL> speechqa index; or run "
             f"`huggingface-cli download {dense.model}` where there is network and copy ~/.cache/huggingface here",
             required=dense.mode == "required",
         )
@@ -115,7 +119,7 @@ def _model_check(engine: EngineSettings) -> dict[str, Any]:
             "embedding model",
             False,
             f"{dense.model}: {error}",
-            'pip install -e ".[dense]"',
+            error.hint if trained and isinstance(error, SpeechQAError) else 'pip install -e ".[dense]"',
             required=dense.mode == "required",
         )
     return _check("embedding model", True, f"{dense.model} loads ({location.reason}, {embedder.dimension} dimensions)")

@@ -21,7 +21,7 @@ from embeddings.index.generations import build_running
 from embeddings.index.store import OutdatedIndex, StoredIndex, open_stored
 from embeddings.ingest.corpus import load_corpus, speech_files
 from embeddings.models.bundled import BUNDLED_MODEL, BundledEmbedder, unsupported_reason
-from embeddings.models.dense import Embedder, load_embedder, locate_model, model_fingerprint
+from embeddings.models.dense import Embedder, embedder_name, load_embedder, locate_model, model_fingerprint
 from embeddings.models.rerank import Reranker, load_reranker
 from embeddings.retrieval.retrieve import Retriever
 from embeddings.settings import EngineSettings
@@ -134,7 +134,7 @@ def planned_dense_model(settings: EngineSettings, allow_network: bool) -> str | 
         return None
     location = locate_model(dense.model, allow_network)
     if location.available or dense.mode == "required":
-        return dense.model
+        return embedder_name(dense.model)
     if dense.fallback == "bundled" and not unsupported_reason():
         return BUNDLED_MODEL
     return None

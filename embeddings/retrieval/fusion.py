@@ -8,7 +8,8 @@ model whose cosines all sit between 0.8 and 0.9.
 How much weight the dense side gets:
 - the bundled model has a measured profile: its weight and the similarity from which it alone may
   say the speeches answer a question were chosen on questions in the askers' own words (the
-  paraphrase dev set and the held-out set of `benchmarks/questions/`), see `PROFILES`;
+  paraphrase dev set and the held-out set of `benchmarks/questions/`), see `PROFILES`; a trained
+  model brings its own, measured by its trainer, in its model.json;
 - any other model is calibrated per index: held-out sentences of the corpus, each with a third
   of its words dropped at random, are searched with each weight, and the weight that finds their
   passages best wins. A model weak on the corpus earns a weight near zero, so hybrid ranking is
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from embeddings.models.bundled import BUNDLED_MODEL
+from embeddings.models.trainedfolder import trained_profile
 
 WEIGHT_GRID = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 CALIBRATION_QUERIES = 200
@@ -55,6 +57,9 @@ PROFILES = {BUNDLED_MODEL: ModelProfile(dense_weight=0.7, answer_similarity=0.87
 
 
 def model_profile(model: str) -> ModelProfile | None:
+    """The measured profile: a loaded trained model's own (from its model.json), else the table's."""
+    if (measured := trained_profile(model)) is not None:
+        return ModelProfile(**measured)
     return PROFILES.get(model)
 
 

@@ -474,9 +474,6 @@ class _ApiError(Exception):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    # Headers and body go out in two writes on a kept-alive connection: with Nagle's algorithm and the
-    # client's delayed ACK, every response waited ~40 ms, which capped a load test near 20 answers/s.
-    disable_nagle_algorithm = True
     fake: FakeBotApi
 
     def log_message(self, format: str, *args: Any) -> None:  # the request line holds the token

