@@ -37,8 +37,8 @@ def export_snapshot(snapshot: Path, profile: dict[str, float], training: dict[st
     )
 
 
-def ship_vectors(folder: Path, config_path: Path = REPO / "config.toml") -> Path:
-    """Index the shipped speeches with the model in `folder` and keep its vector cache as the shipped vectors."""
+def ship_vectors(folder: Path, vectors: Path = VECTORS, config_path: Path = REPO / "config.toml") -> Path:
+    """Index the shipped speeches with the model in `folder`; its vector cache replaces that model's in `vectors`."""
     from bot.config import load_config
     from embeddings.index.build import build_index
     from embeddings.ingest.corpus import load_corpus
@@ -52,9 +52,9 @@ def ship_vectors(folder: Path, config_path: Path = REPO / "config.toml") -> Path
         root = Path(temporary) / "index"
         build_index(load_corpus(config.corpus_path, settings.segment), settings, root, embedder=embedder)
         (built,) = (root / "cache").iterdir()
-        for old in VECTORS.glob(f"*-{MODEL_NAME}*"):
+        for old in vectors.glob(f"*-{MODEL_NAME}*"):
             shutil.rmtree(old)
-        target = VECTORS / built.name
+        target = vectors / built.name
         shutil.copytree(built, target)
     return target
 
@@ -62,7 +62,8 @@ def ship_vectors(folder: Path, config_path: Path = REPO / "config.toml") -> Path
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.ship", description=__doc__.split("\n\n")[0])
     parser.add_argument("choice", type=Path, help="the snapshot and profile `training.evaluate --choose` wrote")
-    parser.add_argument("--out", type=Path, default=MODEL_FOLDER)
+    parser.add_argument("--out", type=Path, default=MODEL_FOLDER, help="the model folder to write")
+    parser.add_argument("--vectors", type=Path, default=VECTORS, help="where the shipped speeches' vectors go")
     args = parser.parse_args(argv)
     choice = json.loads(args.choice.read_text())
     snapshot = Path(choice["snapshot"])
@@ -74,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "figures": {name: figures for name, figures in choice.items() if name.startswith("speeches")},
     }
     folder = export_snapshot(snapshot, choice["profile"], training, args.out)
-    print(f"model written to {folder}; shipped vectors in {ship_vectors(folder)}")
+    print(f"model written to {folder}; shipped vectors in {ship_vectors(folder, args.vectors)}")
     return 0
 
 
