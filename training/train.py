@@ -20,7 +20,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import save_file
 from tqdm import tqdm
 
 from embeddings.models.e5file import E5File, bundled_model_path, sha256_file
@@ -72,7 +73,7 @@ class Run:
 
     @property
     def checkpoint(self) -> Path:
-        return self.folder / "checkpoint"
+        return self.folder / "checkpoint.safetensors"
 
     def log(self, record: dict[str, object]) -> None:
         with (self.folder / "log.jsonl").open("a") as handle:
@@ -95,14 +96,9 @@ def save_checkpoint(run: Run, model: torch.nn.Module, optimizer: torch.optim.Opt
             for key, value in optimizer.state.get(parameter, {}).items():
                 if isinstance(value, torch.Tensor) and value.dim() > 0:
                     tensors[f"optim/{key}/{names[id(parameter)]}"] = value.detach().cpu().contiguous()
-    temporary = run.folder / "checkpoint.tmp"
-    temporary.mkdir(exist_ok=True)
-    save_file(tensors, str(temporary / "weights.safetensors"))
-    _write_json(temporary / "state.json", {"step": step})
-    if run.checkpoint.exists():
-        (run.checkpoint / "weights.safetensors").unlink()
-        (run.checkpoint / "state.json").unlink()
-        run.checkpoint.rmdir()
+    # One file, its step in the metadata, replaced in one rename: a run killed while saving keeps the last one.
+    temporary = run.checkpoint.with_suffix(".tmp")
+    save_file(tensors, str(temporary), metadata={"step": str(step)})
     temporary.replace(run.checkpoint)
     # The model alone at each save, so the dev sets can choose the step afterwards.
     snapshots = run.folder / "snapshots"
@@ -114,15 +110,16 @@ def save_checkpoint(run: Run, model: torch.nn.Module, optimizer: torch.optim.Opt
 
 def load_checkpoint(run: Run, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None) -> int:
     """The step the checkpoint was taken after (0 when there is none); model and optimizer restored."""
-    if not (run.checkpoint / "state.json").exists():
+    if not run.checkpoint.exists():
         return 0
-    tensors = load_file(str(run.checkpoint / "weights.safetensors"))
+    with safe_open(str(run.checkpoint), framework="pt") as stored:
+        step = int(stored.metadata()["step"])
+        tensors = {key: stored.get_tensor(key) for key in stored.keys()}  # noqa: SIM118 (no __iter__)
     parameters = dict(model.named_parameters())
     with torch.no_grad():
         for key, value in tensors.items():
             if key.startswith("model/"):
                 parameters[key.removeprefix("model/")].copy_(value)
-    step = int(json.loads((run.checkpoint / "state.json").read_text())["step"])
     if optimizer is not None:
         for key, value in tensors.items():
             if key.startswith("optim/"):
