@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.systems import REPO
+from bot.config import model_beside
 
 # One in the speech's own words, one reworded (it leans on the model more); timed in turn.
 QUESTIONS = ("工匠日是怎么设立的？", "西湖区建会之所以推得动，背后靠什么撑着？")
@@ -88,10 +89,8 @@ def benchmark_config(source: Path, workdir: Path) -> dict[str, Any]:
             continue
         value = Path(config[section][key]).expanduser()
         config[section][key] = str(value if value.is_absolute() else (source.parent / value).resolve())
-    # A model folder is named relative to the config, as `bot.config` reads it; a hub name stays as it is.
-    model = config.get("dense", {}).get("model")
-    if model and not Path(model).expanduser().is_absolute() and (source.parent / model).is_dir():
-        config["dense"]["model"] = str((source.parent / model).resolve())
+    if model := config.get("dense", {}).get("model"):
+        config["dense"]["model"] = model_beside(source.parent, model)
     config["corpus"]["index_dir"] = str(workdir / "index")
     config["telegram"]["feedback_db"] = str(workdir / "feedback.sqlite3")
     return config

@@ -184,12 +184,16 @@ def _resolve_paths(config: Config, base: Path) -> Config:
         if value and not Path(value).expanduser().is_absolute() and not value.startswith("~"):
             value = str(base / value)
         sections[section] = replace(current, **{key: str(Path(value).expanduser()) if value else value})
-    dense = sections["dense"]
-    beside = base / dense.model
-    if dense.model and not Path(dense.model).expanduser().is_absolute() and beside.is_dir():
-        # A model folder named relative to the config file, like the paths above; a hub name is left alone.
-        sections["dense"] = replace(dense, model=str(beside))
+    sections["dense"] = replace(sections["dense"], model=model_beside(base, sections["dense"].model))
     return replace(config, **sections)
+
+
+def model_beside(base: Path, model: str) -> str:
+    """A model folder named relative to the config file, like the paths above, made absolute; a hub name as it is."""
+    beside = base / model
+    if model and not Path(model).expanduser().is_absolute() and beside.is_dir():
+        return str(beside.resolve())
+    return model
 
 
 def _build(cls: type, raw: dict[str, Any], source: str, prefix: str) -> Any:
