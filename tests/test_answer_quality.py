@@ -30,6 +30,10 @@ HELD_OUT = REPO / "benchmarks/questions/speeches-heldout.jsonl"
         ("劳模工匠绿道有多长？", AnswerKind.LENGTH, ""),
         ("春风行动坚持了多久？", AnswerKind.DURATION, ""),
         ("建德的工会组建率是多少？", AnswerKind.SHARE, ""),
+        ("启动仪式是几月几号办的？", AnswerKind.DAY, ""),
+        ("协会的会长是谁？", AnswerKind.PERSON, ""),
+        ("省总哪位副主席肯定了建德的组建工作？", AnswerKind.PERSON, ""),
+        ("陈列室选址在哪里？", AnswerKind.PLACE, ""),
     ],
 )
 def test_questions_asking_for_a_number_or_date_say_so(question, kind, unit):
@@ -38,7 +42,14 @@ def test_questions_asking_for_a_number_or_date_say_so(question, kind, unit):
 
 
 @pytest.mark.parametrize(
-    "question", ["领导班子有哪几种类型？", "设立工匠日带来了哪五个方面的启示？", "好干部的标准是什么？"]
+    "question",
+    [
+        "领导班子有哪几种类型？",
+        "设立工匠日带来了哪五个方面的启示？",
+        "好干部的标准是什么？",
+        "设立工匠节的议案是谁提出的？",  # who, but not an office holder: an answer may be a group
+        "总书记在新年献词中最牵挂谁？",
+    ],
 )
 def test_other_questions_expect_no_shape(question):
     assert expected_answer(matching_form(question)) is None
@@ -51,6 +62,18 @@ def test_an_answer_shape_is_recognised_in_the_speakers_own_forms():
     assert when is not None and when.met_by("确保明年“X”前建成展出") and not when.met_by("要与陈列室同步起来")
     length = expected_answer("绿道有多长")
     assert length is not None and length.met_by("全长12公里") and not length.met_by("开辟了全国首条绿道，2019年")
+
+
+def test_a_finer_shape_is_not_met_by_a_looser_one():
+    day = expected_answer("启动仪式是几月几号办的")
+    assert day is not None and day.met_by("4月3日，常委会全票通过") and day.met_by("九月下旬")
+    assert not day.met_by("今年承办了启动仪式") and not day.met_by("工会组建百日攻坚行动")
+    person = expected_answer("协会的会长是谁")
+    assert person is not None and person.met_by("省总张兆都副主席给予充分肯定") and person.met_by("X书记对工会的要求")
+    assert not person.met_by("成立了全国首家市级劳模工匠协会") and not person.met_by("市总工会主席出席")
+    place = expected_answer("陈列室选址在哪里")
+    assert place is not None and place.met_by("办公室设在总工会") and place.met_by("推进会在建德召开")
+    assert not place.met_by("工运史资料陈列室建设有序推进") and not place.met_by("要组织宣讲团到县（市）区宣讲")
 
 
 @pytest.mark.parametrize(
