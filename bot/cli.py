@@ -271,7 +271,7 @@ def cmd_doctor(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_bot(args: argparse.Namespace, config: Config) -> int:
     try:
-        from .telegram.access import protect_handlers
+        from .access import protect_handlers
         from .telegram.app import read_token, run_bot
     except ImportError as error:
         raise SpeechQAError(
