@@ -65,14 +65,8 @@ class Inbox:
     def __init__(
         self, via: str, journal: Journal, replies: Replies, *, outbox: Outbox, decode: Decode, pacer: Pacer
     ) -> None:
-        self.via, self.journal, self.replies, self.outbox, self.decode, self.pacer = (
-            via,
-            journal,
-            replies,
-            outbox,
-            decode,
-            pacer,
-        )
+        self.via, self.journal, self.replies = via, journal, replies
+        self.outbox, self.decode, self.pacer = outbox, decode, pacer
         self.inflight: set[str] = set()
         self.sending = asyncio.Lock()
         self.tasks: set[asyncio.Task[None]] = set()
@@ -225,7 +219,7 @@ async def open_inbox(
     app_id: str,
     outbox: Outbox,
     decode: Decode,
-    link: Link,
+    link: Link | None,
     limit: int,
 ) -> Inbox:
     """Load the index once, open the log and journal (`settings.feedback_db`), and replay what is left."""
@@ -249,9 +243,8 @@ async def open_inbox(
         limit=limit,
     )
     journal = await asyncio.to_thread(Journal, path, bot_id)
-    inbox = Inbox(
-        via, journal, replies, outbox, decode, Pacer(settings.sends_per_second, settings.sends_per_chat_per_minute)
-    )
+    pacer = Pacer(settings.sends_per_second, settings.sends_per_chat_per_minute)
+    inbox = Inbox(via, journal, replies, outbox=outbox, decode=decode, pacer=pacer)
     await inbox.start()
     logger.info("%s bot ready: %d passages, %s retrieval", via, len(retriever.passages), retriever.mode)
     return inbox

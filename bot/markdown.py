@@ -28,20 +28,17 @@ def escape(text: str) -> str:
     return _SPECIAL.sub(lambda match: f"&#{ord(match.group())};", text)
 
 
-def said(says: str) -> str:
-    """A hint for platforms without tappable links: what to send."""
-    return f"“{says}”"
-
-
-def hint(link: Link, more: bool, numbers: Sequence[int]) -> str:
-    """The line under an answer: more results, and a cited paragraph's full text."""
+def hint(link: Link | None, more: bool, numbers: Sequence[int]) -> str:
+    """The line under an answer: more results, and a cited paragraph's full text (tappable where `link` is given)."""
+    if link is None:
+        first, last = numbers[0], numbers[-1]
+        return ("发送“更多”查看更多结果；" if more else "") + f"发送“全文 N”查看第 N 条（{first}–{last}）的整段原文。"
     parts = [link("更多结果", "更多")] if more else []
-    if numbers:
-        parts.append("全文 " + " ".join(link(f"[{n}]", f"全文 {n}") for n in numbers))
+    parts.append("全文 " + " ".join(link(f"[{n}]", f"全文 {n}") for n in numbers))
     return " · ".join(parts)
 
 
-def answer_blocks(answer: Answer, link: Link, more: bool, total: int | None = None) -> list[str]:
+def answer_blocks(answer: Answer, link: Link | None, more: bool, total: int | None = None) -> list[str]:
     """The answer as markdown blocks (to be packed into messages by `pack`)."""
     blocks: list[str] = []
     if answer.found and answer.direct:

@@ -77,7 +77,7 @@ class Replies:
         access: Access,
         questions: RateLimiter,
         feedback: FeedbackLog,
-        link: Link,
+        link: Link | None,
         limit: int,
         workers: int = 2,
     ) -> None:

@@ -1,0 +1,97 @@
+"""DingTalk's side of a message: decoding a robot message, and replying in DingTalk markdown.
+
+A reply goes to the message's `sessionWebhook`, the URL DingTalk hands the robot with each
+message (valid for about 90 minutes). The SDK's own `reply_markdown` posts there too, but without
+a timeout, blocking the event loop, and swallowing the error: a reply has to tell "never arrived"
+(try again) from "arrived, the response was lost" (do not send twice), so the post is our own.
+Links in the reply use DingTalk's `dtmd://dingtalkclient/sendMessage` scheme: a tap sends the
+text for the user, so "更多" and "全文 N" are one tap away.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from bot.inbox import Refused, Unreachable
+from bot.replies import Incoming
+
+logger = logging.getLogger(__name__)
+
+LIMIT = 3500  # characters of markdown per message; DingTalk cuts longer ones off
+TITLE = "讲话问答"  # what the notification and the chat list show
+_TRANSIENT = {130101, 130102, -1}  # DingTalk's "sent too fast" codes and "system busy"
+
+
+def decode(payload: dict[str, Any]) -> Incoming:
+    """A robot message (the JSON of `ChatbotMessage`) as the shared layer sees it."""
+    private = str(payload.get("conversationType", "1")) == "1"
+    kind = str(payload.get("msgtype") or "unknown")
+    text = ""
+    if kind == "text":
+        text = str(payload["text"]["content"])
+    elif kind == "richText":  # text with pictures: its text parts are the question
+        parts = payload.get("content", {}).get("richText", [])
+        text = "".join(str(part.get("text", "")) for part in parts if isinstance(part, dict))
+        kind = "text" if text.strip() else kind
+    return Incoming(
+        message_id=str(payload["msgId"]),
+        user_id=str(payload.get("senderStaffId") or payload["senderId"]),
+        chat_id=str(payload["conversationId"]),
+        private=private,
+        # in a group DingTalk delivers only the messages that @ the robot, and says so
+        addressed=private or bool(payload.get("isInAtList")),
+        kind=kind,
+        text=text,
+        payload=payload,
+    )
+
+
+def link(label: str, says: str) -> str:
+    """A link that, tapped in DingTalk, sends `says` as the user."""
+    return f"[{label}](dtmd://dingtalkclient/sendMessage?content={quote(says)})"
+
+
+class WebhookOutbox:
+    """Replies through each message's session webhook."""
+
+    def __init__(self, timeout: float = 10.0) -> None:
+        self.client = httpx.AsyncClient(timeout=timeout)
+
+    async def send(self, incoming: Incoming, text: str, part: int) -> None:
+        webhook = incoming.payload.get("sessionWebhook")
+        expires = incoming.payload.get("sessionWebhookExpiredTime")
+        if not webhook:
+            raise Refused("the message carries no session webhook")
+        if expires and int(expires) / 1000 < time.time():
+            raise Refused("the message's session webhook has expired")
+        body: dict[str, Any] = {"msgtype": "markdown", "markdown": {"title": TITLE, "text": text}}
+        if not incoming.private:
+            body["at"] = {"atUserIds": [incoming.user_id]}
+        try:
+            response = await self.client.post(str(webhook), json=body)
+        except httpx.ReadTimeout:  # the request went out whole: DingTalk has almost surely posted it
+            logger.warning("no response from DingTalk to a reply; assuming it arrived")
+            return
+        except httpx.HTTPError as error:
+            raise Unreachable(type(error).__name__) from error
+        if response.status_code == 429 or response.status_code >= 500:
+            raise Unreachable(f"HTTP {response.status_code}")
+        if response.status_code >= 400:
+            raise Refused(f"HTTP {response.status_code}")
+        try:
+            code = int(json.loads(response.text).get("errcode", 0))
+        except (ValueError, AttributeError):
+            code = 0  # a 2xx that is not DingTalk's JSON: the post was taken
+        if code in _TRANSIENT:
+            raise Unreachable(f"errcode {code}")
+        if code:
+            raise Refused(f"errcode {code}")
+
+    async def close(self) -> None:
+        await self.client.aclose()

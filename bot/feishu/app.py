@@ -1,0 +1,136 @@
+"""The Feishu bot over WebSocket events: the official `lark-oapi` client and one message handler.
+
+Usage::
+
+    export FEISHU_APP_ID=cli_…  FEISHU_APP_SECRET=…   # from the app's 凭证与基础信息 page
+    speechqa feishu                                     # Ctrl-C or SIGTERM stops it cleanly
+
+The handler journals each message before the SDK acknowledges it (`bot.inbox`), then answers it
+off the connection. The SDK reconnects by itself after a drop, after a jittered first pause and
+then at the interval Feishu's endpoint sets. It keeps its event loop in a module global taken when
+it is imported, so `FeishuBot.run` makes a loop of its own, hands it to the SDK, and runs the inbox
+on that same loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import threading
+from typing import Any
+
+import lark_oapi as lark
+import lark_oapi.ws.client as ws_client
+from lark_oapi.api.im.v1 import P2ImMessageReceiveV1
+from lark_oapi.ws.exception import ClientException
+
+from bot.config import Config
+from bot.feishu import send
+from bot.inbox import Inbox, open_inbox
+from embeddings.errors import SpeechQAError
+
+logger = logging.getLogger(__name__)
+
+ID_ENV, SECRET_ENV, DOMAIN_ENV = "FEISHU_APP_ID", "FEISHU_APP_SECRET", "FEISHU_DOMAIN"
+
+
+class FeishuBot:
+    """One bot: the SDK's WebSocket client and the inbox, on one event loop (`run` blocks; `stop` from anywhere)."""
+
+    def __init__(self, config: Config, app_id: str, secret: str) -> None:
+        self.config, self.app_id, self.secret = config, app_id, secret
+        self.domain = (os.environ.get(DOMAIN_ENV) or config.feishu.domain).rstrip("/")
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.inbox: Inbox | None = None
+        self.bot_open_id = ""
+
+    def on_message(self, data: P2ImMessageReceiveV1) -> None:
+        """A message event: journaled and queued before the SDK acks it (an error here makes Feishu send it again)."""
+        assert self.inbox is not None
+        payload: dict[str, Any] = json.loads(lark.JSON.marshal(data))
+        if self.bot_open_id:
+            payload["bot_open_id"] = self.bot_open_id
+        self.inbox.admit(payload)
+
+    def run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        ws_client.loop = self.loop  # the SDK runs on its module's loop: make it this one
+        api = (
+            lark.Client.builder()
+            .app_id(self.app_id)
+            .app_secret(self.secret)
+            .domain(self.domain)
+            .timeout(10)
+            .log_level(lark.LogLevel.WARNING)
+            .build()
+        )
+        self.inbox = self.loop.run_until_complete(
+            open_inbox(
+                self.config,
+                "feishu",
+                settings=self.config.feishu,
+                app_id=self.app_id,
+                outbox=send.CardOutbox(api),
+                decode=send.decode,
+                link=None,
+                limit=send.LIMIT,
+            )
+        )
+        self.bot_open_id = self.loop.run_until_complete(asyncio.to_thread(bot_open_id, api))
+        handler = lark.EventDispatcherHandler.builder("", "").register_p2_im_message_receive_v1(self.on_message).build()
+        client = lark.ws.Client(
+            self.app_id, self.secret, event_handler=handler, domain=self.domain, log_level=lark.LogLevel.WARNING
+        )
+        self.ready.set()
+        try:
+            client.start()  # connects, then runs the loop until `stop`
+        except ClientException as error:
+            hint = f"check {ID_ENV} and {SECRET_ENV}"
+            raise SpeechQAError(f"Feishu refused the connection ({error})", hint) from None
+        except RuntimeError:  # "Event loop stopped before Future completed": `stop` was called
+            pass
+        finally:
+            self.loop.run_until_complete(self.inbox.close())
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+def bot_open_id(api: lark.Client) -> str:
+    """The bot's own open id, to tell an @-mention of it from one of someone else ("" when it cannot be had)."""
+    request = (
+        lark.BaseRequest.builder()
+        .http_method(lark.HttpMethod.GET)
+        .uri("/open-apis/bot/v3/info")
+        .token_types({lark.AccessTokenType.TENANT})
+        .build()
+    )
+    try:
+        response = api.request(request)
+        return str(json.loads(response.raw.content)["bot"]["open_id"])
+    except Exception as error:  # any mention then counts as one of the bot
+        logger.warning("could not learn the bot's open id (%s); every @-mention in a group counts", error)
+        return ""
+
+
+def read_credentials() -> tuple[str, str]:
+    """The app's App ID and App Secret from the environment; never echoed."""
+    app_id, secret = os.environ.get(ID_ENV, "").strip(), os.environ.get(SECRET_ENV, "").strip()
+    if not app_id or not secret:
+        missing = " and ".join(name for name, value in ((ID_ENV, app_id), (SECRET_ENV, secret)) if not value)
+        raise SpeechQAError(
+            f"{missing} not set", f"copy them from the app's 凭证与基础信息 page and export {ID_ENV}=… {SECRET_ENV}=…"
+        )
+    return app_id, secret
+
+
+def run(config: Config, app_id: str, secret: str) -> None:
+    """Run until SIGINT or SIGTERM; the caller has set up logging (`bot.cli`)."""
+    bot = FeishuBot(config, app_id, secret)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: bot.stop())
+    bot.run()
