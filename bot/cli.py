@@ -302,8 +302,6 @@ def cmd_feishu(args: argparse.Namespace, config: Config) -> int:
     except ImportError as error:
         raise SpeechQAError(f"the Feishu bot needs lark-oapi ({error})", 'pip install -e ".[feishu]"') from error
     app_id, secret = read_credentials()
-    # lark-oapi logs to stdout through a handler of its own: its lines go through ours, redacted, instead
-    logging.getLogger("Lark").handlers.clear()
     _bot_logging(secret, "bot")
     run(config, app_id, secret)
     return 0

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import signal
+import threading
 from typing import Any
 from urllib.parse import quote_plus
 
@@ -57,20 +58,27 @@ class StreamClient(dingtalk_stream.DingTalkStreamClient):
 
     def __init__(self, credential: dingtalk_stream.Credential, endpoint: str, reconnects: Reconnects) -> None:
         super().__init__(credential, logger=logging.getLogger("dingtalk_stream.client"))
-        self.OPEN_CONNECTION_API = endpoint.rstrip("/") + "/v1.0/gateway/connections/open"
+        # `open_connection` reads the URL from the class, not the instance: one client per process
+        dingtalk_stream.DingTalkStreamClient.OPEN_CONNECTION_API = (
+            endpoint.rstrip("/") + "/v1.0/gateway/connections/open"
+        )
         self.reconnects = reconnects
         self.connected = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> None:
         self.pre_start()
-        while True:
-            connection = await asyncio.to_thread(self.open_connection)
-            if connection:
-                await self._serve(connection)
-            pause = self.reconnects.pause()
-            logger.info("DingTalk connection lost; connecting again in %.1f s", pause)
-            await asyncio.sleep(pause)
+        try:
+            while True:
+                connection = await asyncio.to_thread(self.open_connection)
+                if connection:
+                    await self._serve(connection)
+                pause = self.reconnects.pause()
+                logger.info("DingTalk connection lost; connecting again in %.1f s", pause)
+                await asyncio.sleep(pause)
+        finally:
+            for task in self._tasks:
+                task.cancel()
 
     async def _serve(self, connection: dict[str, Any]) -> None:
         uri = f"{connection['endpoint']}?ticket={quote_plus(connection['ticket'])}"
@@ -115,7 +123,7 @@ def endpoint(config: Config) -> str:
     return (os.environ.get(ENDPOINT_ENV) or config.dingtalk.endpoint or DEFAULT_ENDPOINT).rstrip("/")
 
 
-async def serve(config: Config, client_id: str, secret: str, ready: asyncio.Event | None = None) -> None:
+async def serve(config: Config, client_id: str, secret: str, ready: threading.Event | None = None) -> None:
     """Answer DingTalk until cancelled; `ready` is set once the journal is replayed (tests wait on it)."""
     outbox = send.WebhookOutbox()
     inbox = await open_inbox(

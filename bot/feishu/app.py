@@ -57,6 +57,9 @@ class FeishuBot:
         self.inbox.admit(payload)
 
     def run(self) -> None:
+        # lark-oapi logs to stdout through a handler of its own: its lines go through the application's
+        # handlers instead, where the secret is redacted
+        logging.getLogger("Lark").handlers.clear()
         asyncio.set_event_loop(self.loop)
         ws_client.loop = self.loop  # the SDK runs on its module's loop: make it this one
         api = (
@@ -95,6 +98,14 @@ class FeishuBot:
             pass
         finally:
             self.loop.run_until_complete(self.inbox.close())
+            self._cancel_the_rest()
+
+    def _cancel_the_rest(self) -> None:
+        """Cancel the SDK's tasks (receiving, pinging), so nothing runs on once `run` returns."""
+        tasks = asyncio.all_tasks(self.loop)
+        for task in tasks:
+            task.cancel()
+        self.loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
 
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
