@@ -62,7 +62,7 @@ class DingTalkSettings:
     allowed_user_ids: tuple[str, ...] = ()  # staff ids (senderStaffId)
     allowed_chat_ids: tuple[str, ...] = ()  # conversation ids (conversationId)
     rate_limit_per_minute: int = 12
-    sends_per_second: int = 20
+    sends_per_second: int = 50
     sends_per_chat_per_minute: int = 20
     feedback_db: str = "data/dingtalk.sqlite3"
 
@@ -75,7 +75,7 @@ class FeishuSettings:
     allowed_user_ids: tuple[str, ...] = ()  # open ids (ou_…)
     allowed_chat_ids: tuple[str, ...] = ()  # chat ids (oc_…)
     rate_limit_per_minute: int = 12
-    sends_per_second: int = 20
+    sends_per_second: int = 50
     sends_per_chat_per_minute: int = 300
     feedback_db: str = "data/feishu.sqlite3"
 

@@ -31,7 +31,7 @@ from dingtalk_stream import AckMessage, CallbackMessage, ChatbotMessage
 from bot.config import Config
 from bot.delivery import Reconnects
 from bot.dingtalk import send
-from bot.inbox import Inbox, open_inbox
+from bot.inbox import Inbox, new_loop, open_inbox
 from embeddings.errors import SpeechQAError
 
 logger = logging.getLogger(__name__)
@@ -162,4 +162,5 @@ def run(config: Config, client_id: str, secret: str) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
-    asyncio.run(main())
+    with asyncio.Runner(loop_factory=new_loop) as runner:
+        runner.run(main())

@@ -16,7 +16,7 @@ import time
 from typing import Any
 from urllib.parse import quote
 
-import httpx
+import aiohttp
 
 from bot.inbox import Refused, Unreachable
 from bot.replies import Incoming
@@ -58,10 +58,17 @@ def link(label: str, says: str) -> str:
 
 
 class WebhookOutbox:
-    """Replies through each message's session webhook."""
+    """Replies through each message's session webhook (with aiohttp, which dingtalk-stream brings)."""
 
     def __init__(self, timeout: float = 10.0) -> None:
-        self.client = httpx.AsyncClient(timeout=timeout)
+        self.timeout = aiohttp.ClientTimeout(total=None, connect=timeout, sock_read=timeout)
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:  # made on the running loop, at the first reply
+            self._session = aiohttp.ClientSession(timeout=self.timeout)
+        return self._session
 
     async def send(self, incoming: Incoming, text: str, part: int) -> None:
         webhook = incoming.payload.get("sessionWebhook")
@@ -74,18 +81,19 @@ class WebhookOutbox:
         if not incoming.private:
             body["at"] = {"atUserIds": [incoming.user_id]}
         try:
-            response = await self.client.post(str(webhook), json=body)
-        except httpx.ReadTimeout:  # the request went out whole: DingTalk has almost surely posted it
+            async with self.session.post(str(webhook), json=body) as response:
+                status, answer = response.status, await response.text()
+        except aiohttp.SocketTimeoutError:  # the request went out whole: DingTalk has almost surely posted it
             logger.warning("no response from DingTalk to a reply; assuming it arrived")
             return
-        except httpx.HTTPError as error:
+        except (aiohttp.ClientError, TimeoutError) as error:
             raise Unreachable(type(error).__name__) from error
-        if response.status_code == 429 or response.status_code >= 500:
-            raise Unreachable(f"HTTP {response.status_code}")
-        if response.status_code >= 400:
-            raise Refused(f"HTTP {response.status_code}")
+        if status == 429 or status >= 500:
+            raise Unreachable(f"HTTP {status}")
+        if status >= 400:
+            raise Refused(f"HTTP {status}")
         try:
-            code = int(json.loads(response.text).get("errcode", 0))
+            code = int(json.loads(answer).get("errcode", 0))
         except (ValueError, AttributeError):
             code = 0  # a 2xx that is not DingTalk's JSON: the post was taken
         if code in _TRANSIENT:
@@ -94,4 +102,5 @@ class WebhookOutbox:
             raise Refused(f"errcode {code}")
 
     async def close(self) -> None:
-        await self.client.aclose()
+        if self._session is not None:
+            await self._session.close()

@@ -29,7 +29,7 @@ from lark_oapi.ws.exception import ClientException
 
 from bot.config import Config
 from bot.feishu import send
-from bot.inbox import Inbox, open_inbox
+from bot.inbox import Inbox, new_loop, open_inbox
 from embeddings.errors import SpeechQAError
 
 logger = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ class FeishuBot:
     def __init__(self, config: Config, app_id: str, secret: str) -> None:
         self.config, self.app_id, self.secret = config, app_id, secret
         self.domain = (os.environ.get(DOMAIN_ENV) or config.feishu.domain).rstrip("/")
-        self.loop = asyncio.new_event_loop()
+        self.loop = new_loop()
         self.ready = threading.Event()
         self.inbox: Inbox | None = None
         self.bot_open_id = ""
@@ -71,13 +71,14 @@ class FeishuBot:
             .log_level(lark.LogLevel.WARNING)
             .build()
         )
+        outbox = send.CardOutbox(api)
         self.inbox = self.loop.run_until_complete(
             open_inbox(
                 self.config,
                 "feishu",
                 settings=self.config.feishu,
                 app_id=self.app_id,
-                outbox=send.CardOutbox(api),
+                outbox=outbox,
                 decode=send.decode,
                 link=None,
                 limit=send.LIMIT,
@@ -98,6 +99,7 @@ class FeishuBot:
             pass
         finally:
             self.loop.run_until_complete(self.inbox.close())
+            self.loop.run_until_complete(outbox.close())
             self._cancel_the_rest()
 
     def _cancel_the_rest(self) -> None:
