@@ -78,8 +78,7 @@ class FakePlatform:
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", 0)
         await site.start()
-        server = site._server
-        assert server is not None and server.sockets
+        server: Any = site._server  # an asyncio.Server: the port it was given
         self.port = server.sockets[0].getsockname()[1]
 
     def stop(self) -> None:
