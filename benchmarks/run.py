@@ -43,7 +43,7 @@ ROW_TIMEOUT_S = 1800.0
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a spread sample of 300 CMRC questions; not written into docs/benchmarks.md")
+    parser.add_argument("--quick", action="store_true", help="a spread sample of 300 CMRC questions; not written down")
     parser.add_argument("--no-dense", action="store_true", help="skip every system that embeds")
     parser.add_argument("--only-speeches", action="store_true", help=f"only {', '.join(SPEECH_SETS)}")
     parser.add_argument("--datasets", type=_names(DATASETS), default=DATASETS, help="comma-separated subset")

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from aiohttp import web
 
@@ -64,7 +64,7 @@ class FakePlatform:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> FakePlatform:
+    def start(self) -> Self:
         self.thread.start()
         self.call(self._start())
         self.redelivery = self.call(self._spawn_redelivery())
