@@ -137,6 +137,8 @@ class Inbox:
                 await self._mark(key)
             elif not await self._deliver(incoming, key, messages):
                 logger.warning("message %s stays unanswered: its reply did not get through", incoming.message_id)
+        except Exception:  # a failure on the way out: the journal still holds it, and `_requeue` tries again
+            logger.exception("could not answer message %s; it stays in the journal", incoming.message_id)
         finally:
             self.inflight.discard(key[1])
 
