@@ -206,3 +206,20 @@ def test_the_secret_is_never_logged_nor_sent_anywhere_but_the_platform(
     assert chat.secret in chat.fake.seen_secrets  # it was used, where it belongs
     assert chat.secret not in caplog.text
     assert all(chat.secret not in reply.text and chat.secret not in str(reply.body) for reply in chat.fake.replies)
+
+
+def test_dingtalk_answers_through_the_robot_api_once_the_session_webhook_has_expired(
+    config_factory: Callable[..., Config], tmp_path: Path
+) -> None:
+    base = config_factory()
+    config = replace(base, dingtalk=replace(base.dingtalk, feedback_db=str(tmp_path / "d.sqlite3")))
+    fake = FakeDingTalk(webhook_ttl=-1.0).start()  # as for a question journaled by a bot down for hours
+    try:
+        with dingtalk_bot(config, fake):
+            private = fake.reply_for(fake.ask("alice", QUESTION))
+            group = fake.reply_for(fake.ask("bob", QUESTION, group="cid-group"))
+    finally:
+        fake.stop()
+    assert private.text.startswith("**答：**") and private.body["userIds"] == ["alice"]
+    assert group.body["openConversationId"] == "cid-group"
+    assert fake.problems == []

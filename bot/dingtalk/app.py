@@ -125,7 +125,7 @@ def endpoint(config: Config) -> str:
 
 async def serve(config: Config, client_id: str, secret: str, ready: threading.Event | None = None) -> None:
     """Answer DingTalk until cancelled; `ready` is set once the journal is replayed (tests wait on it)."""
-    outbox = send.WebhookOutbox()
+    outbox = send.WebhookOutbox(endpoint(config), client_id, secret)
     inbox = await open_inbox(
         config,
         "dingtalk",

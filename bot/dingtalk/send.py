@@ -1,11 +1,12 @@
 """DingTalk's side of a message: decoding a robot message, and replying in DingTalk markdown.
 
 A reply goes to the message's `sessionWebhook`, the URL DingTalk hands the robot with each
-message (valid for about 90 minutes). The SDK's own `reply_markdown` posts there too, but without
-a timeout, blocking the event loop, and swallowing the error: a reply has to tell "never arrived"
-(try again) from "arrived, the response was lost" (do not send twice), so the post is our own.
-Links in the reply use DingTalk's `dtmd://dingtalkclient/sendMessage` scheme: a tap sends the
-text for the user, so "更多" and "全文 N" are one tap away.
+message (valid for about 90 minutes), or through the robot API once that has expired. The SDK's
+own `reply_markdown` posts to the webhook too, but without a timeout, blocking the event loop, and
+swallowing the error: a reply has to tell "never arrived" (try again) from "arrived, the response
+was lost" (do not send twice), so the post is our own. Links in the reply use DingTalk's
+`dtmd://dingtalkclient/sendMessage` scheme: a tap sends the text for the user, so "更多" and
+"全文 N" are one tap away.
 """
 
 from __future__ import annotations
@@ -58,11 +59,22 @@ def link(label: str, says: str) -> str:
 
 
 class WebhookOutbox:
-    """Replies through each message's session webhook (with aiohttp, which dingtalk-stream brings)."""
+    """Replies through each message's session webhook, or the robot API once that has expired.
 
-    def __init__(self, timeout: float = 10.0) -> None:
+    With aiohttp, which dingtalk-stream brings. The robot API (`/v1.0/robot/oToMessages/batchSend`
+    and `/v1.0/robot/groupMessages/send`) answers a question journaled by a bot that stayed down
+    longer than the webhook lives; it needs the app's access token and the 企业内机器人发送消息权限
+    permission.
+    """
+
+    def __init__(self, endpoint: str, client_id: str, secret: str, timeout: float = 10.0) -> None:
+        self.endpoint, self.client_id, self._secret = endpoint.rstrip("/"), client_id, secret
         self.timeout = aiohttp.ClientTimeout(total=None, connect=timeout, sock_read=timeout)
         self._session: aiohttp.ClientSession | None = None
+        self._token: tuple[str, float] = ("", 0.0)  # access token, and when to fetch a new one
+
+    def __repr__(self) -> str:  # never the secret
+        return f"WebhookOutbox({self.endpoint!r}, {self.client_id!r})"
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -73,15 +85,47 @@ class WebhookOutbox:
     async def send(self, incoming: Incoming, text: str, part: int) -> None:
         webhook = incoming.payload.get("sessionWebhook")
         expires = incoming.payload.get("sessionWebhookExpiredTime")
-        if not webhook:
-            raise Refused("the message carries no session webhook")
-        if expires and int(expires) / 1000 < time.time():
-            raise Refused("the message's session webhook has expired")
+        if not webhook or (expires and int(expires) / 1000 < time.time() + 5):
+            await self._post(*await self._robot_api(incoming, text))
+            return
         body: dict[str, Any] = {"msgtype": "markdown", "markdown": {"title": TITLE, "text": text}}
         if not incoming.private:
             body["at"] = {"atUserIds": [incoming.user_id]}
+        await self._post(str(webhook), body, {})
+
+    async def _robot_api(self, incoming: Incoming, text: str) -> tuple[str, dict[str, Any], dict[str, str]]:
+        """The robot API's request for a reply to `incoming`: to the user, or to the group."""
+        robot = str(incoming.payload.get("robotCode") or self.client_id)
+        message = {
+            "msgKey": "sampleMarkdown",
+            "msgParam": json.dumps({"title": TITLE, "text": text}),
+            "robotCode": robot,
+        }
+        headers = {"x-acs-dingtalk-access-token": await self._access_token()}
+        if incoming.private:
+            url, body = "/v1.0/robot/oToMessages/batchSend", {**message, "userIds": [incoming.user_id]}
+        else:
+            url, body = "/v1.0/robot/groupMessages/send", {**message, "openConversationId": incoming.chat_id}
+        return self.endpoint + url, body, headers
+
+    async def _access_token(self) -> str:
+        token, renew_at = self._token
+        if token and time.monotonic() < renew_at:
+            return token
+        body = {"appKey": self.client_id, "appSecret": self._secret}
         try:
-            async with self.session.post(str(webhook), json=body) as response:
+            async with self.session.post(f"{self.endpoint}/v1.0/oauth2/accessToken", json=body) as response:
+                status, answer = response.status, await response.text()
+            found = json.loads(answer) if status == 200 else {}
+            token, lives = str(found["accessToken"]), float(found.get("expireIn", 7200))
+        except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError) as error:
+            raise Unreachable(f"no access token ({type(error).__name__})") from None
+        self._token = (token, time.monotonic() + lives - 300)
+        return token
+
+    async def _post(self, url: str, body: dict[str, Any], headers: dict[str, str]) -> None:
+        try:
+            async with self.session.post(url, json=body, headers=headers) as response:
                 status, answer = response.status, await response.text()
         except aiohttp.SocketTimeoutError:  # the request went out whole: DingTalk has almost surely posted it
             logger.warning("no response from DingTalk to a reply; assuming it arrived")
@@ -91,7 +135,7 @@ class WebhookOutbox:
         if status == 429 or status >= 500:
             raise Unreachable(f"HTTP {status}")
         if status >= 400:
-            raise Refused(f"HTTP {status}")
+            raise Refused(f"HTTP {status}: {answer[:200]}")
         try:
             code = int(json.loads(answer).get("errcode", 0))
         except (ValueError, AttributeError):

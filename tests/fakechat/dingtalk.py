@@ -9,7 +9,9 @@
 out a ticket for `GET /connect`, where each message goes out as a CALLBACK frame on the robot
 topic, as DingTalk sends it, and stays pending until its ack (`{"code": 200, "headers":
 {"messageId": …}}`) comes back. Each message's `sessionWebhook` points at `POST /robot/send/<msgId>`,
-which records the reply (DingTalk's markdown body) and answers `{"errcode": 0}`.
+which records the reply (DingTalk's markdown body) and answers `{"errcode": 0}`; once a webhook
+has expired (`webhook_ttl`), replies come through the robot API (`/v1.0/oauth2/accessToken`, then
+`/v1.0/robot/oToMessages/batchSend` or `/v1.0/robot/groupMessages/send`), also recorded.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from .base import FakePlatform, Pending, Reply
 
 CLIENT_ID = "dingfakeclientid"
 CLIENT_SECRET = "fake-dingtalk-secret-0123456789abcdef"
+ACCESS_TOKEN = "fake-access-token"
 TOPIC = "/v1.0/im/bot/messages/get"
 
 
@@ -36,6 +39,9 @@ class FakeDingTalk(FakePlatform):
         self.app.router.add_post("/v1.0/gateway/connections/open", self._open)
         self.app.router.add_get("/connect", self._connect)
         self.app.router.add_post("/robot/send/{msg_id}", self._webhook)
+        self.app.router.add_post("/v1.0/oauth2/accessToken", self._access_token)
+        self.app.router.add_post("/v1.0/robot/oToMessages/batchSend", self._robot_send)
+        self.app.router.add_post("/v1.0/robot/groupMessages/send", self._robot_send)
 
     def ask(
         self, user: str, text: str, *, group: str = "", mentioned: bool = True, msgtype: str = "text", **extra: Any
@@ -134,3 +140,26 @@ class FakeDingTalk(FakePlatform):
         text = str(body.get("markdown", {}).get("text", ""))
         self.replies.append(Reply(msg_id, str(pending.payload["conversationId"]), text, time.perf_counter(), body))
         return web.json_response({"errcode": 0, "errmsg": "ok"})
+
+    async def _access_token(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.seen_secrets.append(str(body.get("appSecret")))
+        if body.get("appKey") != CLIENT_ID or body.get("appSecret") != CLIENT_SECRET:
+            return web.json_response({"code": "InvalidAuthentication", "message": "unauthorized"}, status=401)
+        return web.json_response({"accessToken": ACCESS_TOKEN, "expireIn": 7200})
+
+    async def _robot_send(self, request: web.Request) -> web.Response:
+        """The robot API: a reply to the latest message of that user (one-to-one) or that group."""
+        if request.headers.get("x-acs-dingtalk-access-token") != ACCESS_TOKEN:
+            return web.json_response({"code": "InvalidAuthentication", "message": "bad token"}, status=401)
+        body = await request.json()
+        if body.get("robotCode") != CLIENT_ID or body.get("msgKey") != "sampleMarkdown":
+            self.problems.append(f"robot API body: {body}")
+        users, group = body.get("userIds") or [], body.get("openConversationId")
+        chat = str(group) if group else f"cid-{users[0]}" if users else ""
+        latest = [m for m in self.messages.values() if m.payload["conversationId"] == chat]
+        if not latest:
+            return web.json_response({"code": "invalidParameter", "message": "no such chat"}, status=400)
+        text = str(json.loads(body.get("msgParam", "{}")).get("text", ""))
+        self.replies.append(Reply(latest[-1].message_id, chat, text, time.perf_counter(), body))
+        return web.json_response({"processQueryKey": self.next_id("pqk")})
