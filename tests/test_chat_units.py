@@ -11,11 +11,16 @@ from pathlib import Path
 import pytest
 
 from bot import markdown
+from bot.access import Access, RateLimiter
 from bot.answer import compose
 from bot.config import load_config
 from bot.delivery import Pacer, Reconnects
 from bot.dingtalk import send as dingtalk_send
+from bot.feedback import FeedbackLog
 from bot.feishu import send as feishu_send
+from bot.inbox import Inbox
+from bot.journal import Journal
+from bot.replies import Incoming, Replies
 from bot.session import Conversation
 from embeddings.retrieval.retrieve import Retriever
 from tests.conftest import REPO
@@ -173,3 +178,40 @@ def test_config_sections_load_and_check_ranges(tmp_path: Path) -> None:
     bad.write_text("[feishu]\nsends_per_second = 0\n", "utf-8")
     with pytest.raises(Exception, match=r"\[feishu\] sends_per_second = 0 is out of range"):
         load_config(str(bad))
+
+
+def test_a_failure_on_the_way_out_leaves_the_message_in_the_journal(
+    shipped_retriever: Retriever, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Broken:
+        async def send(self, incoming: Incoming, text: str, part: int) -> None:
+            raise RuntimeError("boom")
+
+    async def main() -> list[dict[str, object]]:
+        log = tmp_path / "log.sqlite3"
+        replies = Replies(
+            shipped_retriever,
+            settings=load_config(str(REPO / "config.toml")).answer,
+            access=Access.of((), ()),
+            questions=RateLimiter(100),
+            feedback=FeedbackLog(log),
+            link=None,
+            limit=3000,
+        )
+        inbox = Inbox(
+            "dingtalk",
+            Journal(log, 1),
+            replies,
+            outbox=Broken(),
+            decode=dingtalk_send.decode,
+            pacer=Pacer(100, 100),
+        )
+        await inbox.receive(dingtalk_message(text={"content": "工匠日是怎么设立的？"}))
+        await asyncio.wait(set(inbox.tasks))
+        left = inbox.journal.stalled(0)
+        await inbox.close()
+        return left
+
+    left = asyncio.run(main())
+    assert [payload["msgId"] for payload in left] == ["m1"]
+    assert "could not answer message m1; it stays in the journal" in caplog.text
