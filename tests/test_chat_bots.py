@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -151,6 +152,11 @@ def test_allow_lists_refuse_others_and_keep_nothing_of_theirs(chat: Chat) -> Non
         refused = chat.fake.reply_for(chat.ask("mallory", "秘密问题？")).text
     assert welcome.startswith("**答：**")
     assert refused == REFUSED
+    database = getattr(chat.config, chat.platform).feedback_db
+    with sqlite3.connect(database) as db:
+        kept = [row[0] or "" for row in db.execute("SELECT payload FROM updates")]
+        kept += [row[0] for row in db.execute("SELECT question FROM questions")]
+    assert len(kept) == 3 and not any("秘密" in text for text in kept)  # ids only for the refused one
 
 
 def test_a_user_over_the_rate_limit_is_told_when_to_come_back(chat: Chat) -> None:
