@@ -8,6 +8,7 @@ their owners can change. Nothing here imports a platform's SDK, so the policy is
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 from collections import OrderedDict, deque
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from bot.config import TelegramSettings
+from embeddings.errors import SpeechQAError
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -105,6 +107,17 @@ class Lru(Generic[K, V]):
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+def read_credentials(id_env: str, secret_env: str) -> tuple[str, str]:
+    """An app's id and secret from the environment (DingTalk's and Feishu's bots); an error never echoes them."""
+    app_id, secret = os.environ.get(id_env, "").strip(), os.environ.get(secret_env, "").strip()
+    if not app_id or not secret:
+        missing = " and ".join(name for name, value in ((id_env, app_id), (secret_env, secret)) if not value)
+        raise SpeechQAError(
+            f"{missing} not set", f"copy them from the app's 凭证与基础信息 page and export {id_env}=… {secret_env}=…"
+        )
+    return app_id, secret
 
 
 def redact(text: str, token: str = "") -> str:

@@ -285,23 +285,27 @@ def cmd_bot(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_dingtalk(args: argparse.Namespace, config: Config) -> int:
+    from .access import read_credentials
+
+    client_id, secret = read_credentials("DINGTALK_CLIENT_ID", "DINGTALK_CLIENT_SECRET")
     try:
-        from .dingtalk.app import read_credentials, run
+        from .dingtalk.app import run
     except ImportError as error:
         hint = 'pip install -e ".[dingtalk]"'
         raise SpeechQAError(f"the DingTalk bot needs dingtalk-stream ({error})", hint) from error
-    client_id, secret = read_credentials()
     _bot_logging(secret, "bot", "dingtalk_stream")
     run(config, client_id, secret)
     return 0
 
 
 def cmd_feishu(args: argparse.Namespace, config: Config) -> int:
+    from .access import read_credentials
+
+    app_id, secret = read_credentials("FEISHU_APP_ID", "FEISHU_APP_SECRET")
     try:
-        from .feishu.app import read_credentials, run
+        from .feishu.app import run
     except ImportError as error:
         raise SpeechQAError(f"the Feishu bot needs lark-oapi ({error})", 'pip install -e ".[feishu]"') from error
-    app_id, secret = read_credentials()
     _bot_logging(secret, "bot")
     run(config, app_id, secret)
     return 0

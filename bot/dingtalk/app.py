@@ -32,11 +32,10 @@ from bot.config import Config
 from bot.delivery import Reconnects
 from bot.dingtalk import send
 from bot.inbox import Inbox, new_loop, open_inbox
-from embeddings.errors import SpeechQAError
 
 logger = logging.getLogger(__name__)
 
-ID_ENV, SECRET_ENV, ENDPOINT_ENV = "DINGTALK_CLIENT_ID", "DINGTALK_CLIENT_SECRET", "DINGTALK_OPENAPI_ENDPOINT"
+ENDPOINT_ENV = "DINGTALK_OPENAPI_ENDPOINT"  # the SDK's own variable
 DEFAULT_ENDPOINT = "https://api.dingtalk.com"
 
 
@@ -106,17 +105,6 @@ class StreamClient(dingtalk_stream.DingTalkStreamClient):
         task = asyncio.create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-
-def read_credentials() -> tuple[str, str]:
-    """The app's Client ID (AppKey) and Client Secret (AppSecret) from the environment; never echoed."""
-    client_id, secret = os.environ.get(ID_ENV, "").strip(), os.environ.get(SECRET_ENV, "").strip()
-    if not client_id or not secret:
-        missing = " and ".join(name for name, value in ((ID_ENV, client_id), (SECRET_ENV, secret)) if not value)
-        raise SpeechQAError(
-            f"{missing} not set", f"copy them from the app's 凭证与基础信息 page and export {ID_ENV}=… {SECRET_ENV}=…"
-        )
-    return client_id, secret
 
 
 def endpoint(config: Config) -> str:

@@ -130,17 +130,6 @@ def bot_open_id(api: lark.Client) -> str:
         return ""
 
 
-def read_credentials() -> tuple[str, str]:
-    """The app's App ID and App Secret from the environment; never echoed."""
-    app_id, secret = os.environ.get(ID_ENV, "").strip(), os.environ.get(SECRET_ENV, "").strip()
-    if not app_id or not secret:
-        missing = " and ".join(name for name, value in ((ID_ENV, app_id), (SECRET_ENV, secret)) if not value)
-        raise SpeechQAError(
-            f"{missing} not set", f"copy them from the app's 凭证与基础信息 page and export {ID_ENV}=… {SECRET_ENV}=…"
-        )
-    return app_id, secret
-
-
 def run(config: Config, app_id: str, secret: str) -> None:
     """Run until SIGINT or SIGTERM; the caller has set up logging (`bot.cli`)."""
     bot = FeishuBot(config, app_id, secret)
