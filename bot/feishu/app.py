@@ -9,23 +9,20 @@ The handler journals each message before the SDK acknowledges it (`bot.inbox`), 
 off the connection. The SDK reconnects by itself after a drop, after a jittered first pause and
 then at the interval Feishu's endpoint sets. It keeps its event loop in a module global taken when
 it is imported, so `FeishuBot.run` makes a loop of its own, hands it to the SDK, and runs the inbox
-on that same loop.
+on that same loop. Replies are sent without the SDK (`send.CardOutbox`), so the journal's
+unanswered questions go out while the SDK is still being imported.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import logging
 import os
 import signal
 import threading
 from typing import Any
-
-import lark_oapi as lark
-import lark_oapi.ws.client as ws_client
-from lark_oapi.api.im.v1 import P2ImMessageReceiveV1
-from lark_oapi.ws.exception import ClientException
 
 from bot.config import Config
 from bot.feishu import send
@@ -46,32 +43,25 @@ class FeishuBot:
         self.loop = new_loop()
         self.ready = threading.Event()
         self.inbox: Inbox | None = None
+        self.lark: Any = None  # the SDK, once imported
         self.bot_open_id = ""
 
-    def on_message(self, data: P2ImMessageReceiveV1) -> None:
-        """A message event: journaled and queued before the SDK acks it (an error here makes Feishu send it again)."""
-        assert self.inbox is not None
-        payload: dict[str, Any] = json.loads(lark.JSON.marshal(data))
+    def on_message(self, data: Any) -> None:
+        """A message event (`P2ImMessageReceiveV1`): journaled and queued before the SDK acks it.
+
+        An error here makes the SDK answer 500, and Feishu sends the event again.
+        """
+        assert self.inbox is not None and self.lark is not None
+        payload: dict[str, Any] = json.loads(self.lark.JSON.marshal(data))
         if self.bot_open_id:
             payload["bot_open_id"] = self.bot_open_id
         self.inbox.admit(payload)
 
     def run(self) -> None:
-        # lark-oapi logs to stdout through a handler of its own: its lines go through the application's
-        # handlers instead, where the secret is redacted
-        logging.getLogger("Lark").handlers.clear()
         asyncio.set_event_loop(self.loop)
-        ws_client.loop = self.loop  # the SDK runs on its module's loop: make it this one
-        api = (
-            lark.Client.builder()
-            .app_id(self.app_id)
-            .app_secret(self.secret)
-            .domain(self.domain)
-            .timeout(10)
-            .log_level(lark.LogLevel.WARNING)
-            .build()
-        )
-        outbox = send.CardOutbox(api)
+        outbox = send.CardOutbox(self.domain, self.app_id, self.secret)
+        # The journal's unanswered questions are replayed first; the SDK (about 3 s to import) loads
+        # on a thread meanwhile, so a restarted bot answers them while it is still starting.
         self.inbox = self.loop.run_until_complete(
             open_inbox(
                 self.config,
@@ -84,7 +74,12 @@ class FeishuBot:
                 limit=send.LIMIT,
             )
         )
-        self.bot_open_id = self.loop.run_until_complete(asyncio.to_thread(bot_open_id, api))
+        self.lark = lark = self.loop.run_until_complete(asyncio.to_thread(importlib.import_module, "lark_oapi"))
+        # lark-oapi logs to stdout through a handler of its own: its lines go through the application's
+        # handlers instead, where the secret is redacted
+        logging.getLogger("Lark").handlers.clear()
+        lark.ws.client.loop = self.loop  # the SDK runs on its module's loop: make it this one
+        self.bot_open_id = self.loop.run_until_complete(outbox.bot_open_id())
         handler = lark.EventDispatcherHandler.builder("", "").register_p2_im_message_receive_v1(self.on_message).build()
         client = lark.ws.Client(
             self.app_id, self.secret, event_handler=handler, domain=self.domain, log_level=lark.LogLevel.WARNING
@@ -92,7 +87,7 @@ class FeishuBot:
         self.ready.set()
         try:
             client.start()  # connects, then runs the loop until `stop`
-        except ClientException as error:
+        except lark.ws.exception.ClientException as error:
             hint = f"check {ID_ENV} and {SECRET_ENV}"
             raise SpeechQAError(f"Feishu refused the connection ({error})", hint) from None
         except RuntimeError:  # "Event loop stopped before Future completed": `stop` was called
@@ -111,23 +106,6 @@ class FeishuBot:
 
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
-
-
-def bot_open_id(api: lark.Client) -> str:
-    """The bot's own open id, to tell an @-mention of it from one of someone else ("" when it cannot be had)."""
-    request = (
-        lark.BaseRequest.builder()
-        .http_method(lark.HttpMethod.GET)
-        .uri("/open-apis/bot/v3/info")
-        .token_types({lark.AccessTokenType.TENANT})
-        .build()
-    )
-    try:
-        response = api.request(request)
-        return str(json.loads(response.raw.content)["bot"]["open_id"])
-    except Exception as error:  # any mention then counts as one of the bot
-        logger.warning("could not learn the bot's open id (%s); every @-mention in a group counts", error)
-        return ""
 
 
 def run(config: Config, app_id: str, secret: str) -> None:
