@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from bot.access import Access, RateLimiter
+from bot.access import Access, Lru, RateLimiter
 from bot.config import Config, DingTalkSettings, FeishuSettings
 from bot.delivery import Backoff, Pacer
 from bot.feedback import FeedbackLog
@@ -68,6 +68,9 @@ class Inbox:
         self.via, self.journal, self.replies = via, journal, replies
         self.outbox, self.decode, self.pacer = outbox, decode, pacer
         self.inflight: set[str] = set()
+        # answered by this run, noted on the loop with the mark: a copy whose journal lookup raced
+        # with the first copy's mark is still passed over
+        self.done: Lru[str, bool] = Lru(100_000)
         self.sending = asyncio.Lock()
         self.tasks: set[asyncio.Task[None]] = set()
         self.requeuer: asyncio.Task[None] | None = None
@@ -90,15 +93,13 @@ class Inbox:
     def admit(self, payload: dict[str, Any]) -> None:
         """Journal a message and queue it for an answer; on the event loop, before the ack (Feishu's sync handler)."""
         incoming = self._decoded(payload)
-        if incoming is not None:
-            self._journal(incoming)
+        if incoming is not None and not self._journal(incoming):
             self._schedule(incoming)
 
     async def receive(self, payload: dict[str, Any]) -> None:
         """`admit`, with the journal's write on its own thread (DingTalk's async handler)."""
         incoming = self._decoded(payload)
-        if incoming is not None:
-            await self._in(self.journal.worker, self._journal, incoming)
+        if incoming is not None and not await self._in(self.journal.worker, self._journal, incoming):
             self._schedule(incoming)
 
     def _decoded(self, payload: dict[str, Any]) -> Incoming | None:
@@ -108,15 +109,21 @@ class Inbox:
             logger.warning("ignored a message that is not one (%s: %s)", type(error).__name__, error)
             return None
 
-    def _journal(self, incoming: Incoming) -> None:
+    def _journal(self, incoming: Incoming) -> bool:
+        """Write the message down (a copy delivered again is not written twice); whether it was answered before."""
+        key = self.key(incoming)
+        if self.journal.answered(*key):
+            logger.info("message %s was answered before; skipped", incoming.message_id)
+            return True
         allowed = self.replies.access.allows(incoming.user_id, incoming.chat_id)
         # a refused user's text is never written down: the id is all the dedupe needs
-        self.journal.journal([(*self.key(incoming), incoming.payload if allowed else None)])
+        self.journal.journal([(*key, incoming.payload if allowed else None)])
+        return False
 
     def _schedule(self, incoming: Incoming) -> None:
         identity = self.key(incoming)[1]
-        if identity in self.inflight:
-            return  # another copy is in hand and decides
+        if identity in self.inflight or identity in self.done:
+            return  # another copy is in hand and decides, or was answered
         self.inflight.add(identity)
         task = asyncio.create_task(self._handle(incoming))
         self.tasks.add(task)
@@ -124,10 +131,7 @@ class Inbox:
 
     async def _handle(self, incoming: Incoming) -> None:
         key = self.key(incoming)
-        try:
-            if self.journal.answered(*key):  # one indexed read: on the loop, like the mark
-                logger.info("message %s was answered before; skipped", incoming.message_id)
-                return
+        try:  # answered before? `_journal` asked, on the journal's thread; replays and requeues are not
             try:
                 messages = await self.replies.reply(incoming, self.via)
             except Exception:
@@ -184,6 +188,7 @@ class Inbox:
         # On the loop itself: a WAL commit takes well under a millisecond, while a hop to the marker
         # thread and back waits for the loop's turn, and every other reply waits on `sending` meanwhile.
         self.journal.mark_answered(*key)
+        self.done.put(key[1], True)
 
     async def _requeue(self) -> None:
         while True:

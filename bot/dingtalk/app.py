@@ -82,7 +82,8 @@ class StreamClient(dingtalk_stream.DingTalkStreamClient):
     async def _serve(self, connection: dict[str, Any]) -> None:
         uri = f"{connection['endpoint']}?ticket={quote_plus(connection['ticket'])}"
         try:
-            async with websockets.connect(uri) as websocket:
+            # frames are small JSON: compressing each (websockets' default) costs more CPU than it saves
+            async with websockets.connect(uri, compression=None) as websocket:
                 self.websocket = websocket
                 self.reconnects.connected()
                 self.connected.set()
