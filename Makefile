@@ -11,14 +11,14 @@ TORCH_SPEC     ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 STAMP := $(VENV)/.installed
 
-.PHONY: install ask chat index bot serve test lint bench bench-bot bench-web bench-scale train clean
+.PHONY: install ask chat index bot dingtalk feishu serve test lint bench bench-bot bench-chat bench-web bench-scale train clean
 export Q
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -e ".[dense,bot,web,dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dense,bot,dingtalk,feishu,web,dev]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -35,6 +35,12 @@ index: $(STAMP)
 
 bot: $(STAMP)
 	@$(BIN)/speechqa bot
+
+dingtalk: $(STAMP)
+	@$(BIN)/speechqa dingtalk
+
+feishu: $(STAMP)
+	@$(BIN)/speechqa feishu
 
 serve: $(STAMP)
 	@$(BIN)/speechqa serve
@@ -56,6 +62,11 @@ bench: $(STAMP)
 
 bench-bot: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_bot --users 50 --questions 4
+
+# DingTalk and Feishu through local fakes of their endpoints: 50 users, two dropped connections, one SIGKILL.
+bench-chat: $(STAMP)
+	$(BIN)/python -m benchmarks.bench_chat --platform dingtalk
+	$(BIN)/python -m benchmarks.bench_chat --platform feishu
 
 bench-web: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_web

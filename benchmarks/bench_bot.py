@@ -44,8 +44,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import bench_chaos
+from bot.access import protect_handlers
 from bot.config import load_config
-from bot.telegram.access import protect_handlers
 from bot.telegram.app import SORRY
 from bot.telegram.state import STATE_KEY
 from embeddings.settings import DenseSettings

@@ -1,6 +1,6 @@
 """speechqa benchmarks: quality, build time, warm latency and peak memory, next to the tutorial recipes.
 
-    .venv/bin/python -m benchmarks.run                  full run; rewrites the README's bench section
+    .venv/bin/python -m benchmarks.run                  full run; rewrites the table in docs/benchmarks.md
     .venv/bin/python -m benchmarks.run --quick          300 CMRC questions, no embedding of the CMRC pools
     .venv/bin/python -m benchmarks.run --only-speeches  the three question sets over the two speeches
     .venv/bin/python -m benchmarks.run --no-dense       skip every system that embeds (lexical rows only)
@@ -37,18 +37,18 @@ from benchmarks.measure import (
 from benchmarks.plan import DENSE_EMBED_BUDGET_S, run_order, skip_reason
 from benchmarks.systems import REPO, SYSTEMS
 
-README = REPO / "README.md"
+README = REPO / "docs" / "benchmarks.md"  # the table between its bench markers
 ROW_TIMEOUT_S = 1800.0
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a spread sample of 300 CMRC questions; no README")
+    parser.add_argument("--quick", action="store_true", help="a spread sample of 300 CMRC questions; not written down")
     parser.add_argument("--no-dense", action="store_true", help="skip every system that embeds")
     parser.add_argument("--only-speeches", action="store_true", help=f"only {', '.join(SPEECH_SETS)}")
     parser.add_argument("--datasets", type=_names(DATASETS), default=DATASETS, help="comma-separated subset")
     parser.add_argument("--systems", type=_names(SYSTEMS), default=SYSTEMS, help="comma-separated subset")
-    parser.add_argument("--no-readme", action="store_true", help="print the table but leave README.md alone")
+    parser.add_argument("--no-readme", action="store_true", help="print the table but leave docs/benchmarks.md alone")
     parser.add_argument("--json", metavar="FILE", help="also write every measurement as JSON")
     parser.add_argument(
         "--dense-budget",
@@ -157,7 +157,7 @@ def run_all(args: argparse.Namespace, command: str) -> int:
         Path(args.json).write_text(json.dumps(payload, ensure_ascii=False, indent=2), "utf-8")
     partial = args.datasets != DATASETS or args.systems != SYSTEMS
     if args.quick or args.no_readme or partial:
-        _log("README.md left as it is" + (" (only a full run goes into it)" if args.quick or partial else ""))
+        _log("docs/benchmarks.md left as it is" + (" (only a full run goes into it)" if args.quick or partial else ""))
     else:
         update_readme(README, markdown)
         _log(f"wrote the table into {README}")

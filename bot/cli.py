@@ -7,6 +7,8 @@
     speechqa eval QUESTIONS.jsonl          hit@k, MRR, abstention and latency on a question set
     speechqa doctor                        what is installed, configured and built, and what to fix
     speechqa bot                           the Telegram bot (token from TELEGRAM_BOT_TOKEN)
+    speechqa dingtalk                      the DingTalk bot (Stream mode; DINGTALK_CLIENT_ID/_SECRET)
+    speechqa feishu                        the Feishu bot (WebSocket events; FEISHU_APP_ID/_SECRET)
     speechqa serve [--host H] [--port P]   the web page and JSON API (default http://127.0.0.1:8000/)
 
 Output is for people by default and JSON with --json. Errors are one line on stderr with the next
@@ -271,17 +273,52 @@ def cmd_doctor(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_bot(args: argparse.Namespace, config: Config) -> int:
     try:
-        from .telegram.access import protect_handlers
         from .telegram.app import read_token, run_bot
     except ImportError as error:
         raise SpeechQAError(
             f"the Telegram bot needs python-telegram-bot ({error})", 'pip install -e ".[bot]"'
         ) from error
     token = read_token()
-    # Every request URL holds the token: httpx and httpcore stay quiet, and each handler redacts
-    # whatever still carries it (tracebacks, python-telegram-bot's debug lines).
+    _bot_logging(token, "bot")
+    run_bot(config, token)
+    return 0
+
+
+def cmd_dingtalk(args: argparse.Namespace, config: Config) -> int:
+    from .access import read_credentials
+
+    client_id, secret = read_credentials("DINGTALK_CLIENT_ID", "DINGTALK_CLIENT_SECRET")
+    try:
+        from .dingtalk.app import run
+    except ImportError as error:
+        hint = 'pip install -e ".[dingtalk]"'
+        raise SpeechQAError(f"the DingTalk bot needs dingtalk-stream ({error})", hint) from error
+    _bot_logging(secret, "bot", "dingtalk_stream")
+    run(config, client_id, secret)
+    return 0
+
+
+def cmd_feishu(args: argparse.Namespace, config: Config) -> int:
+    from .access import read_credentials
+
+    app_id, secret = read_credentials("FEISHU_APP_ID", "FEISHU_APP_SECRET")
+    try:
+        from .feishu.app import run
+    except ImportError as error:
+        raise SpeechQAError(f"the Feishu bot needs lark-oapi ({error})", 'pip install -e ".[feishu]"') from error
+    _bot_logging(secret, "bot")
+    run(config, app_id, secret)
+    return 0
+
+
+def _bot_logging(secret: str, *loggers: str) -> None:
+    """A bot's log: the secret redacted from every line, times on each, and its own lines from INFO."""
+    from .access import protect_handlers
+
+    # Telegram's request URLs hold the token: httpx and httpcore stay quiet, and each handler redacts
+    # whatever still carries a secret (tracebacks, an SDK's debug lines).
     root = logging.getLogger()
-    protect_handlers(token, root.handlers)
+    protect_handlers(secret, root.handlers)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
     # A bot runs for days: its lines need times, and start-up, refusals and reindexing are worth a
@@ -289,9 +326,8 @@ def cmd_bot(args: argparse.Namespace, config: Config) -> int:
     for handler in root.handlers:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     if root.getEffectiveLevel() > logging.INFO:
-        logging.getLogger("bot").setLevel(logging.INFO)
-    run_bot(config, token)
-    return 0
+        for name in loggers:
+            logging.getLogger(name).setLevel(logging.INFO)
 
 
 def cmd_serve(args: argparse.Namespace, config: Config) -> int:
@@ -339,6 +375,8 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = add("doctor", cmd_doctor, "check installation, model, corpus and index; say how to fix problems")
     doctor.add_argument("--json", action="store_true")
     add("bot", cmd_bot, "run the Telegram bot (long polling; token from TELEGRAM_BOT_TOKEN)")
+    add("dingtalk", cmd_dingtalk, "run the DingTalk bot (Stream mode; DINGTALK_CLIENT_ID and DINGTALK_CLIENT_SECRET)")
+    add("feishu", cmd_feishu, "run the Feishu bot (WebSocket events; FEISHU_APP_ID and FEISHU_APP_SECRET)")
     serve = add("serve", cmd_serve, "serve the web page and JSON API (access token from SPEECHQA_WEB_TOKEN)")
     serve.add_argument("--host", help="address to listen on (default from config: 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default from config: 8000; 0 picks a free one)")

@@ -2,8 +2,8 @@
 
 The file is found from `--config`, else `SPEECHQA_CONFIG`, else `./config.toml`; relative paths in
 it are relative to the file, so one installation can serve several corpora. A wrong value names
-its key and what is allowed. Secrets never live here: the bot token comes only from the
-environment.
+its key and what is allowed. Secrets never live here: the bot token and the DingTalk and Feishu
+apps' secrets come only from the environment.
 """
 
 from __future__ import annotations
@@ -55,6 +55,32 @@ class TelegramSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class DingTalkSettings:
+    """`speechqa dingtalk` (Stream mode); the app's key and secret come only from the environment."""
+
+    endpoint: str = ""  # "" is https://api.dingtalk.com; DINGTALK_OPENAPI_ENDPOINT overrides
+    allowed_user_ids: tuple[str, ...] = ()  # staff ids (senderStaffId)
+    allowed_chat_ids: tuple[str, ...] = ()  # conversation ids (conversationId)
+    rate_limit_per_minute: int = 12
+    sends_per_second: int = 50
+    sends_per_chat_per_minute: int = 20
+    feedback_db: str = "data/dingtalk.sqlite3"
+
+
+@dataclass(frozen=True, slots=True)
+class FeishuSettings:
+    """`speechqa feishu` (WebSocket events); the app's id and secret come only from the environment."""
+
+    domain: str = "https://open.feishu.cn"  # https://open.larksuite.com for Lark; FEISHU_DOMAIN overrides
+    allowed_user_ids: tuple[str, ...] = ()  # open ids (ou_…)
+    allowed_chat_ids: tuple[str, ...] = ()  # chat ids (oc_…)
+    rate_limit_per_minute: int = 12
+    sends_per_second: int = 50
+    sends_per_chat_per_minute: int = 300
+    feedback_db: str = "data/feishu.sqlite3"
+
+
+@dataclass(frozen=True, slots=True)
 class WebSettings:
     """`speechqa serve`; the optional access token comes only from SPEECHQA_WEB_TOKEN."""
 
@@ -76,6 +102,8 @@ class Config:
     rerank: RerankSettings = field(default_factory=RerankSettings)
     answer: AnswerSettings = field(default_factory=AnswerSettings)
     telegram: TelegramSettings = field(default_factory=TelegramSettings)
+    dingtalk: DingTalkSettings = field(default_factory=DingTalkSettings)
+    feishu: FeishuSettings = field(default_factory=FeishuSettings)
     web: WebSettings = field(default_factory=WebSettings)
     source: str = "(defaults)"
 
@@ -100,6 +128,8 @@ _PATH_KEYS = {
     ("lexical", "question_frames"),
     ("dense", "shipped_vectors"),
     ("telegram", "feedback_db"),
+    ("dingtalk", "feedback_db"),
+    ("feishu", "feedback_db"),
 }
 
 
@@ -156,6 +186,12 @@ _RANGES: tuple[tuple[str, str, float, float], ...] = (
     ("answer", "direct_sentences", 1, 10),
     ("answer", "snippet_chars", 40, 2000),
     ("telegram", "rate_limit_per_minute", 1, 1000),
+    ("dingtalk", "rate_limit_per_minute", 1, 1000),
+    ("dingtalk", "sends_per_second", 1, 1000),
+    ("dingtalk", "sends_per_chat_per_minute", 1, 10000),
+    ("feishu", "rate_limit_per_minute", 1, 1000),
+    ("feishu", "sends_per_second", 1, 1000),
+    ("feishu", "sends_per_chat_per_minute", 1, 10000),
     ("web", "port", 1, 65535),
     ("web", "retrieval_threads", 1, 32),
     ("web", "max_pending", 1, 10000),

@@ -4,7 +4,7 @@ Only allowed users' text is ever written: a refused update is recorded by ids al
 runs every call on the log's own single thread (`worker`), so the log never waits behind
 retrieval; the lock still guards the one connection for callers on other threads (tests, tools),
 because sqlite3 connections must not be used from two threads at once. The Telegram bot's update
-journal shares the file, in its own table (`bot.telegram.journal`).
+journal shares the file, in its own table (`bot.journal`).
 
 Nothing grows without bound (`prune`, at start and every `PRUNE_EVERY` writes): questions, votes
 and refusals go after `LOG_KEEP_SECONDS`, and each table keeps at most its newest `*_KEEP_ROWS` rows.
@@ -73,8 +73,8 @@ class FeedbackLog:
         self,
         *,
         answer_id: str | None,
-        user_id: int | None,
-        chat_id: int | None,
+        user_id: int | str | None,  # Telegram's ids are numbers, DingTalk's and Feishu's strings
+        chat_id: int | str | None,
         via: str,
         question: str,
         found: bool,
@@ -102,7 +102,7 @@ class FeedbackLog:
         self._wrote()
         return earlier is not None
 
-    def refused(self, *, user_id: int | None, chat_id: int | None, kind: str) -> None:
+    def refused(self, *, user_id: int | str | None, chat_id: int | str | None, kind: str) -> None:
         with self._lock:
             self._db.execute(
                 "INSERT INTO refused (at, user_id, chat_id, kind) VALUES (?, ?, ?, ?)",

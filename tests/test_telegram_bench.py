@@ -27,7 +27,7 @@ def test_under_random_faults_nothing_is_lost_or_answered_twice() -> None:
 
 
 def test_a_small_chaos_run_loses_nothing_and_repeats_at_most_one_answer_per_kill() -> None:
-    """The real bot process, SIGKILLed twice while answering ten users (the full run: README)."""
+    """The real bot process, SIGKILLed twice while answering ten users (the full run: docs/telegram.md)."""
     figures = bench_chaos.run(users=10, kills=2, seed=3)
     assert (figures["questions"], figures["kills"], figures["answered"], figures["lost"]) == (10, 2, 10, 0)
     assert all(duplicates <= 1 for duplicates in figures["duplicated_per_kill"])

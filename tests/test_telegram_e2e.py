@@ -23,10 +23,10 @@ from typing import Any
 
 import pytest
 
+from bot.access import protect_handlers
 from bot.config import Config, TelegramSettings
 from bot.session import CHANGED_SINCE, POOL, Conversation
 from bot.telegram import admin as telegram_admin
-from bot.telegram.access import protect_handlers
 from bot.telegram.admin import SAVE_FAILED
 from bot.telegram.handlers import decode_payload, encode_payload
 from bot.telegram.send import TYPING_AFTER

@@ -20,14 +20,14 @@ from typing import Any
 import pytest
 from telegram import Update
 
+from bot.access import protect_handlers
 from bot.config import Config, TelegramSettings
+from bot.journal import Journal
 from bot.session import Conversation
 from bot.telegram import ledger as telegram_ledger
 from bot.telegram import send as telegram_send
-from bot.telegram.access import protect_handlers
 from bot.telegram.admin import REINDEX_FAILED, UPLOAD_FAILED
 from bot.telegram.app import SORRY
-from bot.telegram.journal import Journal
 from bot.telegram.send import Backoff
 from tests.conftest import REPO, write_config_file
 from tests.fakebotapi import FakeBotApi, drive, everything_said

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
+from bot.access import protect_handlers
 from bot.config import Config, TelegramSettings
-from bot.telegram.access import protect_handlers
 from tests.fakebotapi import BOT_ID, FakeBotApi, drive
 
 TOKEN, OTHER_TOKEN = "123456:TEST-TOKEN-abcdef", "654321:TEST-TOKEN-fedcba"

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from bot import feedback
+from bot import journal as telegram_journal
 from bot.feedback import FeedbackLog
-from bot.telegram import journal as telegram_journal
-from bot.telegram.journal import Journal, identity_of
+from bot.journal import Journal, identity_of
 
 BOT, OTHER_BOT = 7_000_000_001, 7_000_000_002
 

@@ -17,11 +17,11 @@ import telegram
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bot.access import Access, RateLimiter, RedactToken, protect_handlers, redact
 from bot.answer import compose
 from bot.config import Config, TelegramSettings
 from bot.session import Conversation
 from bot.telegram import app
-from bot.telegram.access import Access, RateLimiter, RedactToken, protect_handlers, redact
 from bot.telegram.app import api_base_url, file_url, read_token
 from bot.telegram.handlers import decode_payload, encode_payload
 from bot.telegram.render import (

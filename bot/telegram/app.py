@@ -35,11 +35,11 @@ from telegram.ext import (
     filters,
 )
 
+from bot.access import Access, RateLimiter
 from bot.config import Config
 from bot.feedback import FeedbackLog
+from bot.journal import Journal
 from bot.telegram import admin, buttons, handlers, ledger
-from bot.telegram.access import Access, RateLimiter
-from bot.telegram.journal import Journal
 from bot.telegram.ledger import in_ledger
 from bot.telegram.send import Undelivered, send_html
 from bot.telegram.state import RETRIEVAL_WORKERS, STATE_KEY, BotState, bot_state

@@ -38,9 +38,9 @@ from typing import Any, ParamSpec, TypeVar
 from telegram import Update
 from telegram.ext import Application, BaseUpdateProcessor
 
+from bot.access import Access
 from bot.feedback import FeedbackLog
-from bot.telegram.access import Access
-from bot.telegram.journal import Journal, identity_of
+from bot.journal import Journal, identity_of
 
 logger = logging.getLogger(__name__)
 

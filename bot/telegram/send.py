@@ -12,8 +12,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TypeVar
 
 import httpx
@@ -21,6 +20,7 @@ from telegram import Bot, InlineKeyboardMarkup, Message, ReplyParameters
 from telegram.constants import ChatAction, ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TimedOut
 
+from bot.delivery import Backoff
 from bot.telegram.ledger import in_doubt, settle, undelivered
 
 logger = logging.getLogger(__name__)
@@ -29,22 +29,6 @@ T = TypeVar("T")
 
 TYPING_EVERY = 4.5  # Telegram shows "typing…" for at most 5 seconds per action
 TYPING_AFTER = 0.3  # a faster answer needs no indicator, and skipping it halves the requests per answer
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Pauses between tries of a request that failed on its way to Telegram: doubling, capped, within a total."""
-
-    first: float = 0.25
-    cap: float = 8.0
-    total: float = 60.0
-
-    def pauses(self) -> Iterator[float]:
-        pause, spent = self.first, 0.0
-        while spent + pause <= self.total:
-            yield pause
-            spent += pause
-            pause = min(pause * 2, self.cap)
 
 
 # Twelve tries over about a minute ride out a Telegram outage of that long; a reply that still does

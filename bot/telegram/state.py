@@ -23,12 +23,12 @@ from typing import ParamSpec, TypeVar, cast
 
 from telegram.ext import ContextTypes
 
+from bot.access import Access, Lru, RateLimiter
 from bot.answer import Answer, compose
 from bot.config import Config
 from bot.feedback import FeedbackLog
+from bot.journal import Journal
 from bot.session import Conversation
-from bot.telegram.access import Access, Lru, RateLimiter
-from bot.telegram.journal import Journal
 from embeddings.retrieval.retrieve import Retriever
 
 P = ParamSpec("P")

@@ -31,7 +31,7 @@ def chosen_kind(kind: str, count: int) -> str:
     """What "auto" means for `count` vectors: exact while a brute-force scan is cheap, then HNSW, then IVF.
 
     Exact search over 100k 384-wide vectors is ~40 M multiply-adds, a few ms; beyond that HNSW keeps
-    recall@10 near 1 (see README, "Scale") at the price of ~260 bytes of graph per vector, and from
+    recall@10 near 1 (docs/scale.md) at the price of ~260 bytes of graph per vector, and from
     5M vectors on (~8 GB of float32 already) IVF's lists cost less memory than HNSW's graph.
     """
     if kind != "auto":
@@ -47,7 +47,7 @@ def build_vector_index(vectors: np.ndarray, kind: str) -> Any:
     index: Any
     if kind == "hnsw":
         index = faiss.IndexHNSWFlat(dimension, 32, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efSearch = 512  # recall@10 against exact: 0.93 at 128, 0.97 at 256, 0.99 at 512 (README, "Scale")
+        index.hnsw.efSearch = 512  # recall@10 against exact: 0.93 at 128, 0.97 at 256, 0.99 at 512 (docs/scale.md)
     elif kind == "ivf" and len(vectors) >= IVF_MIN_VECTORS:
         lists = max(1, min(int(4 * math.sqrt(len(vectors))), len(vectors) // 39))
         quantizer = faiss.IndexFlatIP(dimension)

@@ -1,4 +1,8 @@
-"""The update journal: which Telegram updates this bot fetched, and which it has answered.
+"""The update journal: which updates (messages) a chat bot received, and which it has answered.
+
+Shared by the Telegram bot (`bot.telegram.ledger`) and the long-connection bots (`bot.inbox`,
+for DingTalk and Feishu, whose messages are keyed by the platform's message id). What follows is
+told in Telegram's terms, where it began.
 
 A row is keyed by the bot's own id (from getMe), the update id, and the message the update
 carried (`identity`: chat, message id and date, or the button press or inline query id). Update

@@ -1,20 +1,23 @@
-"""Who may use the bot, how often, and keeping the bot token out of every log line.
+"""Who may use a chat bot, how often, and keeping its secret out of every log line.
 
-Decisions are made on numeric ids only: usernames can be changed by their owners. Nothing here
-imports python-telegram-bot, so the policy is tested without it.
+Shared by the Telegram, DingTalk and Feishu bots. Decisions are made on the platform's stable ids
+only (Telegram's numeric ids, DingTalk's staff ids, Feishu's open ids), never on names, which
+their owners can change. Nothing here imports a platform's SDK, so the policy is tested without one.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from bot.config import TelegramSettings
+from embeddings.errors import SpeechQAError
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -24,31 +27,36 @@ _TOKEN_SHAPE = re.compile(r"(?<!\d)\d{5,}:[A-Za-z0-9_-]{30,}")
 REDACTED = "<redacted>"
 
 
+Id = int | str  # Telegram's ids are numbers; DingTalk's and Feishu's are strings
+
+
 @dataclass(frozen=True, slots=True)
 class Access:
-    allowed_users: frozenset[int]
-    allowed_chats: frozenset[int]
-    admins: frozenset[int]
+    allowed_users: frozenset[Id]
+    allowed_chats: frozenset[Id]
+    admins: frozenset[Id]
+
+    @classmethod
+    def of(cls, users: Iterable[Id], chats: Iterable[Id], admins: Iterable[Id] = ()) -> Access:
+        return cls(frozenset(users), frozenset(chats), frozenset(admins))
 
     @classmethod
     def from_settings(cls, settings: TelegramSettings) -> Access:
-        return cls(
-            frozenset(settings.allowed_user_ids), frozenset(settings.allowed_chat_ids), frozenset(settings.admin_ids)
-        )
+        return cls.of(settings.allowed_user_ids, settings.allowed_chat_ids, settings.admin_ids)
 
     @property
     def restricted(self) -> bool:
         """Once either allow-list names anyone, everybody else is refused."""
         return bool(self.allowed_users or self.allowed_chats)
 
-    def allows(self, user_id: int | None, chat_id: int | None) -> bool:
+    def allows(self, user_id: Id | None, chat_id: Id | None) -> bool:
         if not self.restricted or self.is_admin(user_id):
             return True
         return (user_id is not None and user_id in self.allowed_users) or (
             chat_id is not None and chat_id in self.allowed_chats
         )
 
-    def is_admin(self, user_id: int | None) -> bool:
+    def is_admin(self, user_id: Id | None) -> bool:
         return user_id is not None and user_id in self.admins
 
 
@@ -101,6 +109,17 @@ class Lru(Generic[K, V]):
         return len(self._items)
 
 
+def read_credentials(id_env: str, secret_env: str) -> tuple[str, str]:
+    """An app's id and secret from the environment (DingTalk's and Feishu's bots); an error never echoes them."""
+    app_id, secret = os.environ.get(id_env, "").strip(), os.environ.get(secret_env, "").strip()
+    if not app_id or not secret:
+        missing = " and ".join(name for name, value in ((id_env, app_id), (secret_env, secret)) if not value)
+        raise SpeechQAError(
+            f"{missing} not set", f"copy them from the app's 凭证与基础信息 page and export {id_env}=… {secret_env}=…"
+        )
+    return app_id, secret
+
+
 def redact(text: str, token: str = "") -> str:
     if token:
         text = text.replace(token, REDACTED)
@@ -108,7 +127,7 @@ def redact(text: str, token: str = "") -> str:
 
 
 class RedactToken(logging.Filter):
-    """Rewrites a record so neither its message nor its traceback shows the bot token."""
+    """Rewrites a record so neither its message nor its traceback shows the bot token (or app secret)."""
 
     def __init__(self, token: str) -> None:
         super().__init__()
