@@ -233,14 +233,9 @@ def remote(stored: StoredIndex, settings: EngineSettings, progress: bool) -> Any
     """With `[backend] kind = "milvus"`: the collections brought in step with `stored`, and their searches."""
     if settings.backend.kind != "milvus":
         return None
-    from embeddings.milvus.backend import bring_in_step, remote_legs
+    from embeddings.milvus.backend import remote_legs
 
-    report = bring_in_step(stored, settings, progress=progress)
-    if report is not None:
-        logger.info(
-            "Milvus: %d speeches written, %d deleted, %d unchanged", report.written, report.deleted, report.kept
-        )
-    return remote_legs(stored, settings)
+    return remote_legs(stored, settings, progress)
 
 
 def width_change(stored: StoredIndex, embedder: Embedder | None) -> str:

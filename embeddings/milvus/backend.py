@@ -1,14 +1,19 @@
-"""Opening the Milvus backend for an index generation: one client per process, the collections in step."""
+"""Opening the Milvus backend for an index generation: one client per process, the collections in step.
+
+A front-end that starts while Milvus is down still starts: the collections are brought in step on
+the first search that reaches Milvus, and until then every search raises `SearchUnavailable`.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
 
+from embeddings.errors import SearchUnavailable
 from embeddings.index.store import StoredIndex
 from embeddings.milvus.client import Milvus
 from embeddings.milvus.legs import Locator, MilvusSentences, MilvusWords
-from embeddings.milvus.sync import SyncReport, in_step, sync
+from embeddings.milvus.sync import InStep
 from embeddings.settings import BackendSettings, EngineSettings
 
 logger = logging.getLogger(__name__)
@@ -25,19 +30,18 @@ def milvus_for(backend: BackendSettings) -> Milvus:
         return _clients[key]
 
 
-def bring_in_step(stored: StoredIndex, settings: EngineSettings, *, progress: bool = False) -> SyncReport | None:
-    """Write what differs between `stored` and the collections; None when they already hold it."""
-    milvus = milvus_for(settings.backend)
-    if in_step(milvus, stored):
-        return None
-    return sync(milvus, stored, settings, progress=progress)
-
-
-def remote_legs(stored: StoredIndex, settings: EngineSettings) -> tuple[MilvusWords, MilvusSentences | None]:
+def remote_legs(
+    stored: StoredIndex, settings: EngineSettings, progress: bool = False
+) -> tuple[MilvusWords, MilvusSentences | None]:
     """The candidate searches of `stored`'s passages and sentences, answered by its collections."""
     milvus = milvus_for(settings.backend)
+    ready = InStep(milvus, stored, settings)
+    try:
+        ready(progress)
+    except SearchUnavailable as error:  # a server front-end starts anyway; the CLI says so at its search
+        logger.info("%s; searches wait for it", error)
     passages = stored.read_passages()
     units = stored.read_units()
     locator = Locator(passages, stored.read_speeches(), units)
-    sentences = MilvusSentences(milvus, locator, len(units)) if stored.manifest.get("dense") else None
-    return MilvusWords(milvus, locator, len(passages)), sentences
+    sentences = MilvusSentences(milvus, locator, len(units), ready) if stored.manifest.get("dense") else None
+    return MilvusWords(milvus, locator, len(passages), ready), sentences

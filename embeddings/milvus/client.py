@@ -44,7 +44,8 @@ def is_lite(uri: str) -> bool:
 
 def unavailable(backend: BackendSettings, error: BaseException) -> SearchUnavailable:
     where = f"Milvus Lite ({backend.uri})" if is_lite(backend.uri) else f"Milvus at {backend.uri}"
-    detail = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+    text = str(getattr(error, "message", "") or error)  # MilvusException keeps the server's words in .message
+    detail = text.splitlines()[0][:200] if text else type(error).__name__
     step = (
         "check the file's folder is writable and no other process holds it"
         if is_lite(backend.uri)
@@ -58,6 +59,14 @@ def _client_class() -> Any:
         from pymilvus import MilvusClient
     except ImportError as error:
         raise SearchUnavailable(f"Milvus support is not installed ({error})", INSTALL_HINT) from error
+    # pymilvus installs console handlers of its own on import, which would print its failures (a
+    # traceback-like line per retry) beside ours: its records go the standard way, and its failures
+    # reach the user once, as `SearchUnavailable`, which this module logs (at INFO) with the details.
+    for name in ("pymilvus", "pymilvus.milvus_client", "pymilvus.bulk_writer"):
+        quiet = logging.getLogger(name)
+        quiet.handlers.clear()
+        quiet.propagate = True
+        quiet.setLevel(logging.CRITICAL)
     return MilvusClient
 
 

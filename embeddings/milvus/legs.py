@@ -18,7 +18,7 @@ import numpy as np
 from embeddings.index.lazycorpus import Speeches
 from embeddings.milvus.client import Milvus
 from embeddings.milvus.schema import filter_in
-from embeddings.milvus.sync import unit_key
+from embeddings.milvus.sync import InStep, unit_key
 from embeddings.passage import Passage
 
 UNSCORED = -np.inf  # as in `SentenceVectors`: a sentence the search did not need to score
@@ -63,13 +63,15 @@ class Locator:
 class MilvusWords:
     """BM25 by passage row from the passages collection; rows it was not asked about stay 0."""
 
-    def __init__(self, milvus: Milvus, locator: Locator, rows: int) -> None:
+    def __init__(self, milvus: Milvus, locator: Locator, rows: int, ready: InStep) -> None:
         self.milvus = milvus
         self.locator = locator
         self.count = rows
+        self.ready = ready  # brings the collections in step with this index before the first search
 
     def scores(self, tokens: list[str], count: int) -> np.ndarray:
         """The `count` best rows' BM25 for `tokens` (the same tokens the local index is asked with)."""
+        self.ready()
         scores = np.zeros(self.count, dtype=np.float32)
         if tokens:
             self._fill(scores, self._search(tokens, count, ""))
@@ -108,13 +110,15 @@ class MilvusSentences:
 
     kind = "milvus"
 
-    def __init__(self, milvus: Milvus, locator: Locator, units: int) -> None:
+    def __init__(self, milvus: Milvus, locator: Locator, units: int, ready: InStep) -> None:
         self.milvus = milvus
         self.locator = locator
         self.count = units
+        self.ready = ready
 
     def nearest(self, query: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
         """Similarities by unit (`UNSCORED` beyond those found) and the `count` nearest units."""
+        self.ready()
         names, timeout = self.milvus.collections, self.milvus.timeout
         vector = query.astype(np.float32).tolist()
         found = self.milvus.call(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -67,6 +68,27 @@ def in_step(milvus: Milvus, stored: StoredIndex) -> bool:
     """Whether the collections hold exactly this index (a finished sync of the same corpus and settings)."""
     meta = milvus.call(lambda client: read_meta(client, milvus.collections, milvus.timeout))
     return meta == {**index_meta(stored), "corpus_hash": stored.manifest["corpus_hash"]}
+
+
+class InStep:
+    """Brings the collections in step with one index generation, once, at the first call that reaches Milvus."""
+
+    def __init__(self, milvus: Milvus, stored: StoredIndex, settings: EngineSettings) -> None:
+        self.milvus = milvus
+        self.stored = stored
+        self.settings = settings
+        self.report: SyncReport | None = None  # what the sync wrote; None when the collections were in step
+        self.done = False
+        self._lock = threading.Lock()
+
+    def __call__(self, progress: bool = False) -> None:
+        if self.done:
+            return
+        with self._lock:
+            if not self.done:
+                if not in_step(self.milvus, self.stored):
+                    self.report = sync(self.milvus, self.stored, self.settings, progress=progress)
+                self.done = True
 
 
 def sync(milvus: Milvus, stored: StoredIndex, settings: EngineSettings, *, progress: bool = False) -> SyncReport:
