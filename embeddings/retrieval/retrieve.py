@@ -94,10 +94,9 @@ class Retriever:
         self.dense_weight = weight if usable else 0.0
         self.profile = _profile(settings, self.embedder)
         self.remote_words = remote[0] if remote is not None else None
-        self.sentences: SentenceVectors | MilvusSentences | None = None
-        if self.embedder is not None and remote is not None:
-            self.sentences = remote[1]
-        elif self.embedder is not None:
+        self.sentences: SentenceVectors | None = None
+        self.remote_sentences = remote[1] if remote is not None and self.embedder is not None else None
+        if self.embedder is not None and remote is None:
             self.sentences = SentenceVectors.load(stored, self.embedder.name, self.embedder.dimension, len(self.units))
         counts = {len(self.passages), self.lexical.num_docs, int(stored.manifest["counts"]["passages"])}
         of_row = stored.read_paragraphs()
@@ -111,7 +110,7 @@ class Retriever:
 
     @property
     def mode(self) -> str:
-        return "hybrid" if self.sentences is not None else "lexical"
+        return "hybrid" if self.sentences is not None or self.remote_sentences is not None else "lexical"
 
     def passage(self, passage_id: str) -> Passage | None:
         """The passage with this id, reading only its own speech's passages (ids are `speech:paragraph.part`)."""
@@ -129,17 +128,18 @@ class Retriever:
             lexical = self.remote_words.scores(tokens, candidates)
         pool = self.paragraphs.of_row[top_rows(lexical, candidates)]
         unit_scores: np.ndarray | None = None
-        if self.sentences is not None and self.embedder is not None:
+        meaning = self.remote_sentences or self.sentences
+        if meaning is not None and self.embedder is not None:
             query = self.embedder.embed_queries([question])[0]
-            unit_scores, nearest = self.sentences.nearest(query, 2 * candidates)
+            unit_scores, nearest = meaning.nearest(query, 2 * candidates)
             pool = np.concatenate([pool, self.paragraphs.of_unit[nearest]])
         pool = np.unique(pool)
         if self.remote_words is not None:
             self.remote_words.complete(lexical, tokens, self.paragraphs.rows.of(pool)[0])
         words = question_words(tokens)
         by_words = self.paragraphs.lexical(pool, lambda rows: self.coverage.coordinated(words, lexical, rows))
-        if unit_scores is not None and self.sentences is not None:
-            self.sentences.score(unit_scores, query, self.paragraphs.units.of(pool)[0])
+        if unit_scores is not None and meaning is not None:
+            meaning.score(unit_scores, query, self.paragraphs.units.of(pool)[0])
             by_meaning = self.paragraphs.dense(pool, unit_scores)
             fused = fuse(by_words, by_meaning, self.dense_weight)
             ranked = pool[np.argsort(-fused, kind="stable")]
