@@ -18,7 +18,7 @@ import numpy as np
 from embeddings.index.lazycorpus import Speeches
 from embeddings.milvus.client import Milvus
 from embeddings.milvus.schema import filter_in
-from embeddings.milvus.sync import InStep, unit_key
+from embeddings.milvus.sync import InStep, in_row_order, unit_key, units_held
 from embeddings.passage import Passage
 
 UNSCORED = -np.inf  # as in `SentenceVectors`: a sentence the search did not need to score
@@ -32,19 +32,22 @@ class Locator:
         self.passages = passages
         self.speeches = speeches
         self.units = units
+        self.in_order = in_row_order(units)
         self._rows: dict[str, dict[str, int]] = {}
         self._units: dict[str, dict[int, int]] = {}
 
     def _speech(self, speech_id: str) -> tuple[dict[str, int], dict[int, int]]:
-        if speech_id not in self._rows:
+        rows, units = self._rows.get(speech_id), self._units.get(speech_id)
+        if rows is None or units is None:  # read into locals: another thread may clear the caches meanwhile
             if len(self._rows) >= SPEECHES_KEPT:
                 self._rows.clear()
                 self._units.clear()
-            rows = self.speeches.passage_rows(speech_id)
-            self._rows[speech_id] = {self.passages[row].passage_id: row for row in rows}
-            held = np.flatnonzero((self.units[:, 0] >= rows.start) & (self.units[:, 0] < rows.stop))
-            self._units[speech_id] = {int(self.units[u, 1]): int(u) for u in held.tolist()}
-        return self._rows[speech_id], self._units[speech_id]
+            span = self.speeches.passage_rows(speech_id)
+            rows = {self.passages[row].passage_id: row for row in span}
+            held = units_held(self.units, span, self.in_order)
+            units = {int(self.units[u, 1]): int(u) for u in held.tolist()}
+            self._rows[speech_id], self._units[speech_id] = rows, units
+        return rows, units
 
     def row(self, passage_id: str) -> int | None:
         return self._speech(passage_id.rpartition(":")[0])[0].get(passage_id)

@@ -158,6 +158,7 @@ class _Writer:
         self.speeches = stored.read_speeches()
         self.passages = stored.read_passages()
         self.units = stored.read_units()
+        self.in_order = in_row_order(self.units)
         lexical = settings.lexical
         self.tokenize = passage_tokenizer(
             Path(lexical.user_dict), Path(lexical.stopwords), lexical.bigrams, len(self.passages)
@@ -190,7 +191,7 @@ class _Writer:
                 words = " ".join(t for t in self.tokenize(passage.search_text) if not any(c.isspace() for c in t))
                 passages.append({"pid": passage.passage_id, "speech": speech, "words": _fit(words)})
             if self.vectors is not None and len(rows):
-                held = np.flatnonzero((self.units[:, 0] >= rows.start) & (self.units[:, 0] < rows.stop))
+                held = units_held(self.units, rows, self.in_order)
                 vectors = self.vectors.reconstruct_batch(held.astype(np.int64)) if len(held) else []
                 for unit, vector in zip(held.tolist(), vectors, strict=True):
                     key = unit_key(speech, int(self.units[unit, 1]))
@@ -214,6 +215,20 @@ class _Writer:
 def unit_key(speech_id: str, start: int) -> str:
     """A sentence unit's key: where it starts in its speech, which no rebuild of other speeches changes."""
     return f"{speech_id}@{start}"
+
+
+def units_held(units: np.ndarray, rows: range, in_order: bool) -> np.ndarray:
+    """The units whose holding passage is one of `rows` (a speech's), by binary search when units are in row order."""
+    if in_order:
+        start, end = np.searchsorted(units[:, 0], (rows.start, rows.stop))
+        return np.arange(start, end, dtype=np.int64)
+    return np.flatnonzero((units[:, 0] >= rows.start) & (units[:, 0] < rows.stop))
+
+
+def in_row_order(units: np.ndarray) -> bool:
+    """Units are written paragraph by paragraph, so normally in row order: then a speech's are found by search."""
+    held_by = units[:, 0]
+    return len(held_by) < 2 or bool(np.all(held_by[1:] >= held_by[:-1]))
 
 
 def _fit(words: str) -> str:
