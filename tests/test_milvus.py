@@ -32,13 +32,12 @@ from embeddings.settings import BackendSettings, DenseSettings, EngineSettings
 from tests.conftest import LEAD_GOOSE, REPO, UNION, make_config, write_config_file
 from tests.fakes import FakeEmbedder
 
-pytestmark = pytest.mark.skipif(
-    sys.platform == "win32", reason="Milvus Lite has no Windows build; the local backend is unaffected"
-)
+if sys.platform == "win32":
+    pytest.skip("Milvus Lite has no Windows build; the local backend is unaffected", allow_module_level=True)
 pytest.importorskip("milvus_lite", reason='Milvus Lite is not installed: pip install "speechqa[milvus]"')
 
-from embeddings.milvus import sync as milvus_sync  # noqa: E402
-from embeddings.milvus.backend import milvus_for  # noqa: E402
+from embeddings.milvus import sync as milvus_sync
+from embeddings.milvus.backend import milvus_for
 
 HELD_OUT = REPO / "benchmarks" / "questions" / "speeches-heldout.jsonl"
 QUESTION = "工匠日是怎么设立的？"
