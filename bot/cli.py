@@ -241,8 +241,8 @@ def _sync_milvus(retriever: Retriever, config: Config) -> None:
         print(f"{where} is up to date")
     else:
         print(
-            f"{where}: {done.written} speech(es) written ({done.rows} rows), {done.deleted} deleted, "
-            f"{done.kept} unchanged" + (" (collections made anew)" if done.recreated else "")
+            f"{where}: {done.written} speech(es) written ({done.rows} rows) in {done.seconds:.1f} s, "
+            f"{done.deleted} deleted, {done.kept} unchanged" + (" (collections made anew)" if done.recreated else "")
         )
 
 

@@ -44,7 +44,9 @@ def is_lite(uri: str) -> bool:
 
 def unavailable(backend: BackendSettings, error: BaseException) -> SearchUnavailable:
     where = f"Milvus Lite ({backend.uri})" if is_lite(backend.uri) else f"Milvus at {backend.uri}"
-    text = str(getattr(error, "message", "") or error)  # MilvusException keeps the server's words in .message
+    # MilvusException keeps the server's words in .message, a gRPC error in .details()
+    details = getattr(error, "details", None)
+    text = str(getattr(error, "message", "") or (details() if callable(details) else "") or error)
     detail = text.splitlines()[0][:200] if text else type(error).__name__
     step = (
         "check the file's folder is writable and no other process holds it"

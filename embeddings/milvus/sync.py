@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -42,6 +43,7 @@ class SyncReport:
     kept: int  # speeches already there, untouched
     rows: int  # passage and sentence rows written
     recreated: bool  # the collections were (re)made: first build, or the settings, dictionary or model changed
+    seconds: float = 0.0  # wall time of the whole write
 
 
 def speech_digest(speech: Speech) -> str:
@@ -93,6 +95,7 @@ class InStep:
 
 def sync(milvus: Milvus, stored: StoredIndex, settings: EngineSettings, *, progress: bool = False) -> SyncReport:
     """Make the collections hold `stored`'s passages and sentences, writing only what differs."""
+    started = time.perf_counter()
     names, timeout = milvus.collections, milvus.timeout
     meta = index_meta(stored)
     found = milvus.call(lambda client: read_meta(client, names, timeout))
@@ -119,7 +122,7 @@ def sync(milvus: Milvus, stored: StoredIndex, settings: EngineSettings, *, progr
     milvus.call(lambda client: write_meta(client, names, finished, timeout))
     kept = len(wanted) - len(to_write)
     logger.info("Milvus: %d speeches written, %d deleted, %d kept", len(to_write), len(gone), kept)
-    return SyncReport(len(to_write), len(gone), kept, writer.rows, recreated)
+    return SyncReport(len(to_write), len(gone), kept, writer.rows, recreated, time.perf_counter() - started)
 
 
 def _recorded(milvus: Milvus) -> dict[str, str]:
