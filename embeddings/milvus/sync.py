@@ -110,6 +110,9 @@ def sync(milvus: Milvus, stored: StoredIndex, settings: EngineSettings, *, progr
     wanted = {speech.speech_id: speech_digest(speech) for speech in speeches.in_order()}
     gone = [speech for speech in present if speech not in wanted]
     to_write = [speech for speech, digest in wanted.items() if present.get(speech) != digest]
+    if (gone or to_write) and not recreated:
+        # While rows change, the collections hold no finished index: no front-end takes them as in step.
+        milvus.call(lambda client: write_meta(client, names, {**meta, "corpus_hash": None}, timeout))
     for first in range(0, len(gone), DELETE_CHUNK):
         chunk = gone[first : first + DELETE_CHUNK]
         milvus.call(partial(_delete, milvus=milvus, speeches=chunk, with_records=True))
