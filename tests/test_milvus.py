@@ -6,13 +6,16 @@ gRPC server on a loopback port (`LiteServer`) for the tests that need a server t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -256,31 +259,61 @@ def test_front_ends_say_unavailable_and_recover_by_themselves(tmp_path: Path, co
         server.stop()
 
 
-def test_two_processes_and_the_web_api_on_one_collection_answer_identically(
+def serving(command: list[str]) -> tuple[subprocess.Popen[str], str]:
+    """A `speechqa serve --port 0` process and its address, once it answers health checks."""
+    process = subprocess.Popen([*command, "serve", "--port", "0"], cwd=REPO, stderr=subprocess.PIPE, text=True)
+    assert process.stderr is not None
+    first = process.stderr.readline()
+    port = re.search(r"serving http://127\.0\.0\.1:(\d+)/", first)
+    assert port, first
+    url = f"http://127.0.0.1:{port.group(1)}"
+    for _ in range(600):
+        with contextlib.suppress(OSError), urllib.request.urlopen(f"{url}/api/health"):
+            return process, url
+        time.sleep(0.05)
+    raise AssertionError(f"{url} never answered")
+
+
+def asked(url: str, question: str) -> dict[str, Any]:
+    body = json.dumps({"question": question}).encode()
+    request = urllib.request.Request(f"{url}/api/ask", body, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return dict(json.load(response))
+
+
+def test_two_serve_processes_and_a_bot_on_one_collection_answer_identically(
     tmp_path: Path, corpus_dir: Path, lite_server: LiteServer
 ) -> None:
-    from fastapi.testclient import TestClient
-
-    from bot.web.app import create_app
-    from tests.test_web_api import ready
+    from tests.fakebotapi import FakeBotApi, drive
 
     config_file = write_config_file(tmp_path, corpus_dir)
     shared = f'[backend]\nkind = "milvus"\nuri = "{lite_server.uri}"\ncollection = "shared"\n'
     config_file.write_text(config_file.read_text("utf-8") + shared, "utf-8")
     command = [sys.executable, "-m", "bot.cli", "--config", str(config_file)]
     subprocess.run([*command, "index"], cwd=REPO, check=True, capture_output=True)
-    asking = [
-        subprocess.Popen([*command, "ask", "--json", QUESTION], cwd=REPO, stdout=subprocess.PIPE, text=True)
-        for _ in range(2)
-    ]
-    answers = [json.loads(process.communicate(timeout=120)[0]) for process in asking]
-    config = load_config(str(config_file))
-    retriever, _ = open_retriever(config.corpus_path, config.index_path, config.engine)
-    with TestClient(create_app(config, lambda: retriever)) as client:
-        ready(client)
-        served = client.post("/api/ask", json={"question": QUESTION}).json()
-    assert answers[0] == answers[1] == served
-    assert served["found"] and served["hits"]
+    servers = [serving(command) for _ in range(2)]
+    try:
+        served = [asked(url, QUESTION) for _, url in servers]
+    finally:
+        for process, _ in servers:
+            process.terminate()
+            process.wait(15)
+    assert served[0] == served[1]
+    assert served[0]["found"] and served[0]["direct_answer"] and served[0]["hits"]
+
+    api = FakeBotApi("123456:TEST-TOKEN-abcdef").start()
+    replies = []
+
+    async def scenario(app: Any) -> None:
+        replies.append(await api.reply_for(api.send_text(1001, QUESTION)))
+
+    try:
+        drive(api, load_config(str(config_file)), scenario)
+    finally:
+        api.stop()
+    said = replies[0].text
+    assert all(sentence["text"] in said for sentence in served[0]["direct_answer"])
+    assert served[0]["hits"][0]["title"] in said
 
 
 def test_the_bot_holds_a_question_while_search_is_down_and_answers_it_when_back(
