@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -e ".[dense,bot,dingtalk,feishu,web,dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dense,bot,dingtalk,feishu,web,milvus,dev]"
 	touch $(STAMP)
 
 install: $(STAMP)

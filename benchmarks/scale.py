@@ -5,7 +5,9 @@ config's dense side off): `speechqa index` from nothing (wall time, peak memory,
 `speechqa ask` (fresh processes; the index files are in the OS cache, as on a machine in use),
 warm search p50/p95 on CMRC dev questions, and jieba alone cutting the same passages on one core,
 the yardstick the build time is a ratio to. `--dense` adds embedding throughput and the recall of
-the approximate vector indexes (`benchmarks.ann_recall`). Figures go to stdout as JSON.
+the approximate vector indexes (`benchmarks.ann_recall`). `--backend milvus` adds the same corpus
+in Milvus Lite (`benchmarks.scale_milvus`): writing it whole, adding one speech, cold and warm search.
+Figures go to stdout as JSON.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, help="folder for the corpus and index (default /tmp/speechqa-scale-N)")
     parser.add_argument("--dense", action="store_true", help="also embedding throughput and ANN recall")
     parser.add_argument("--no-update", action="store_true", help="skip timing the index update for one added speech")
+    parser.add_argument("--backend", choices=("local", "milvus"), default="local", help="milvus: also Milvus Lite")
     args = parser.parse_args(argv)
     work = args.work or Path(f"/tmp/speechqa-scale-{args.passages}")
     report: dict[str, Any] = {"machine": machine_line(os.getloadavg()[0]), "date": time.strftime("%Y-%m-%d")}
@@ -66,6 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks.ann_recall import dense_figures
 
         report["dense"] = dense_figures(config)
+    if args.backend == "milvus":
+        from benchmarks.scale_milvus import milvus_figures
+
+        report["milvus_lite"] = milvus_figures(config, corpus, QUESTIONS, WARM_QUESTIONS)
     if not args.no_update:
         # One more speech: the lexical side is rebuilt whole (BM25's IDF and lengths are corpus-wide).
         # Last, as the index it leaves is stale once the speech is removed again.

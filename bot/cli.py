@@ -219,6 +219,7 @@ def cmd_ingest(args: argparse.Namespace, config: Config) -> int:
 def cmd_index(args: argparse.Namespace, config: Config) -> int:
     retriever, report = _open(config, force=args.force)
     _print_notice(retriever.notice)
+    _sync_milvus(retriever, config)
     if report is None:
         print(f"index in {config.index_path} is up to date ({len(retriever.passages)} passages, {retriever.mode})")
         return 0
@@ -228,6 +229,23 @@ def cmd_index(args: argparse.Namespace, config: Config) -> int:
         f"{report.embedded} embedded, {report.reused} reused from cache{weight}"
     )
     return 0
+
+
+def _sync_milvus(retriever: Retriever, config: Config) -> None:
+    """With the Milvus backend: bring its collections in step (raises when Milvus is down) and say what was written."""
+    words = retriever.remote_words
+    if words is None:
+        return
+    words.ready(progress=sys.stderr.isatty())
+    where = f"Milvus collection {config.backend.collection!r} at {config.backend.uri}"
+    done = words.ready.report
+    if done is None:
+        print(f"{where} is up to date")
+    else:
+        print(
+            f"{where}: {done.written} speech(es) written ({done.rows} rows) in {done.seconds:.1f} s, "
+            f"{done.deleted} deleted, {done.kept} unchanged" + (" (collections made anew)" if done.recreated else "")
+        )
 
 
 def cmd_eval(args: argparse.Namespace, config: Config) -> int:

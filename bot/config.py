@@ -18,6 +18,7 @@ from typing import Any, Literal, get_args, get_origin
 
 from embeddings.errors import ConfigError
 from embeddings.settings import (
+    BackendSettings,
     DenseSettings,
     EngineSettings,
     FusionSettings,
@@ -105,11 +106,12 @@ class Config:
     dingtalk: DingTalkSettings = field(default_factory=DingTalkSettings)
     feishu: FeishuSettings = field(default_factory=FeishuSettings)
     web: WebSettings = field(default_factory=WebSettings)
+    backend: BackendSettings = field(default_factory=BackendSettings)
     source: str = "(defaults)"
 
     @property
     def engine(self) -> EngineSettings:
-        return EngineSettings(self.segment, self.lexical, self.dense, self.fusion, self.rerank)
+        return EngineSettings(self.segment, self.lexical, self.dense, self.fusion, self.rerank, self.backend)
 
     @property
     def corpus_path(self) -> Path:
@@ -197,6 +199,7 @@ _RANGES: tuple[tuple[str, str, float, float], ...] = (
     ("web", "max_pending", 1, 10000),
     ("web", "rate_limit_per_minute", 1, 100000),
     ("web", "max_body_bytes", 1024, 1048576),
+    ("backend", "timeout_s", 0.5, 600.0),
 )
 
 
@@ -221,6 +224,9 @@ def _resolve_paths(config: Config, base: Path) -> Config:
             value = str(base / value)
         sections[section] = replace(current, **{key: str(Path(value).expanduser()) if value else value})
     sections["dense"] = replace(sections["dense"], model=model_beside(base, sections["dense"].model))
+    backend = config.backend
+    if "://" not in backend.uri and not Path(backend.uri).expanduser().is_absolute():  # a Milvus Lite file
+        sections["backend"] = replace(backend, uri=str(base / backend.uri))
     return replace(config, **sections)
 
 

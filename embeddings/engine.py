@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 from embeddings.errors import IndexError_, ModelUnavailable
 from embeddings.index.build import BuildReport, build_index, dictionary_hash
@@ -214,13 +215,27 @@ def open_retriever(
     reranker, rerank_notice = resolve_reranker(settings, allow_network)
     notice = "; ".join(n for n in (pending_notice(stored), dense_notice, rerank_notice) if n)
     try:
-        return Retriever(stored, settings, embedder, notice, reranker), report
+        return Retriever(
+            stored, settings, embedder, notice, reranker, remote=remote(stored, settings, progress)
+        ), report
     except IndexError_ as error:
         if report is not None:
             raise  # freshly built and still unreadable: rebuilding again would not help
         # The manifest checked out but a part does not load: rebuild, as for any other damage.
         report = build(str(error))
-        return Retriever(open_stored(index_root), settings, embedder, notice, reranker), report
+        stored = open_stored(index_root)
+        return Retriever(
+            stored, settings, embedder, notice, reranker, remote=remote(stored, settings, progress)
+        ), report
+
+
+def remote(stored: StoredIndex, settings: EngineSettings, progress: bool) -> Any:
+    """With `[backend] kind = "milvus"`: the collections brought in step with `stored`, and their searches."""
+    if settings.backend.kind != "milvus":
+        return None
+    from embeddings.milvus.backend import remote_legs
+
+    return remote_legs(stored, settings, progress)
 
 
 def width_change(stored: StoredIndex, embedder: Embedder | None) -> str:

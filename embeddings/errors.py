@@ -35,3 +35,11 @@ class BadQuestion(SpeechQAError):
 
 class ConfigError(SpeechQAError):
     """A config file or value is wrong; the message names the key and the allowed values."""
+
+
+class SearchUnavailable(SpeechQAError):
+    """The search backend (a Milvus server or cluster) cannot be reached or did not answer in time.
+
+    Front-ends say that search is unavailable for now and try again on the next question: nothing
+    of the index is lost, and no restart is needed once the backend is back.
+    """

@@ -16,6 +16,7 @@ from typing import Literal
 DenseMode = Literal["off", "auto", "required"]
 VectorIndexKind = Literal["auto", "flat", "hnsw", "ivf"]
 DenseFallback = Literal["bundled", "none"]
+BackendKind = Literal["local", "milvus"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,12 +71,28 @@ class RerankSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class BackendSettings:
+    """Where the two candidate searches run: this machine's own index files, or a Milvus collection.
+
+    `uri` is a file path (Milvus Lite, in this process) or `http://host:19530` (a server or cluster);
+    the token is read from the environment variable named by `token_env`, never from the config.
+    """
+
+    kind: BackendKind = "local"
+    uri: str = "data/milvus/speechqa.db"
+    collection: str = "speechqa"
+    token_env: str = "MILVUS_TOKEN"
+    timeout_s: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
 class EngineSettings:
     segment: SegmentSettings = field(default_factory=SegmentSettings)
     lexical: LexicalSettings = field(default_factory=LexicalSettings)
     dense: DenseSettings = field(default_factory=DenseSettings)
     fusion: FusionSettings = field(default_factory=FusionSettings)
     rerank: RerankSettings = field(default_factory=RerankSettings)
+    backend: BackendSettings = field(default_factory=BackendSettings)
 
     def index_hash(self) -> str:
         """Hash of the settings that shape the built index (not those applied at query time)."""

@@ -12,6 +12,7 @@ import asyncio
 import base64
 import binascii
 import html
+import logging
 import math
 import re
 import time
@@ -22,11 +23,12 @@ from telegram.ext import ContextTypes
 
 from bot.answer import Answer
 from bot.session import Conversation, follow_up
+from bot.telegram import ledger
 from bot.telegram.ledger import in_ledger
 from bot.telegram.render import answer_blocks, docs_blocks, paragraph_blocks, split_message
 from bot.telegram.send import send_html, typing
 from bot.telegram.state import Asked, bot_state
-from embeddings.errors import BadQuestion
+from embeddings.errors import BadQuestion, SearchUnavailable
 
 EXAMPLES = ("工匠日是怎么设立的？", "“春风行动”坚持了多少年？", "好干部的标准是什么？")
 WELCOME = (
@@ -44,8 +46,10 @@ HELP = """<b>使用说明</b>
 • 在任意聊天中输入 @{bot} 加问题，可以直接引用相关段落。"""
 USAGE_ASK = "请在 /ask 后面写上问题，例如：/ask 工匠日是怎么设立的？"
 USAGE_SOURCE = "用法：/source N，N 是上一个回答中的出处编号，例如 /source 1。"
+logger = logging.getLogger(__name__)
 NO_MORE = "没有更多结果了。"
 NOT_SEARCHABLE = "这个问题里没有可以检索的词语，请换个说法，例如：工匠日是怎么设立的？"
+SEARCH_UNAVAILABLE = "检索服务暂时不可用。您的问题已记下，服务恢复后会自动回答，无需重发。"
 DEEP_LINK_PREFIX = "ask-"
 
 
@@ -137,6 +141,15 @@ async def answer_question(update: Update, context: ContextTypes.DEFAULT_TYPE, qu
             answer = await state.retrieve(conversation.ask, question)
     except BadQuestion:
         await reply(update, context, [NOT_SEARCHABLE])
+        return
+    except SearchUnavailable as error:
+        # The question stays unanswered in the journal, which asks it again until search is back;
+        # the asker hears once that the answer will come, not at every try.
+        logger.warning("question held until search is back: %s", error)
+        if state.unavailable_told.get((chat.id, message.message_id)) is None:
+            state.unavailable_told.put((chat.id, message.message_id), True)
+            await reply(update, context, [SEARCH_UNAVAILABLE], answers=False)
+        ledger.undelivered()
         return
     latency_ms = (time.perf_counter() - started) * 1000
     asked = state.remember(chat.id, user.id if user else None, question, conversation)

@@ -81,6 +81,8 @@ class BotState:
     # (chat id, user id) → that user's latest answer there: in a group, /source N means *your* last answer
     latest: Lru[tuple[int, int | None], str] = field(default_factory=lambda: Lru(4096))
     rebuilding: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # (chat id, message id) of questions held while search was unavailable, whose askers were told so
+    unavailable_told: Lru[tuple[int, int], bool] = field(default_factory=lambda: Lru(4096))
 
     def current_retriever(self) -> Retriever:
         return self.retriever

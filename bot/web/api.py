@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
-from embeddings.errors import BadQuestion, SpeechQAError
+from embeddings.errors import BadQuestion, SearchUnavailable, SpeechQAError
 from embeddings.retrieval.retrieve import validate_question
 
 from . import service as engine
@@ -116,9 +116,9 @@ def install(app: FastAPI) -> None:
         assert isinstance(exc, SpeechQAError)
         if isinstance(exc, NotFound):
             return _json(404, "not_found", str(exc), exc.hint)
-        if isinstance(exc, Unavailable | Busy):
+        if isinstance(exc, Unavailable | Busy | SearchUnavailable):  # the page retries these by itself
             retry = "1" if isinstance(exc, Busy) else "5"
-            code = "busy" if isinstance(exc, Busy) else "unavailable"
+            code = {Busy: "busy", SearchUnavailable: "search_unavailable"}.get(type(exc), "unavailable")
             return _json(503, code, str(exc), exc.hint, {"Retry-After": retry})
         logger.error("request failed: %s", exc)
         return _json(500, "engine_error", str(exc), exc.hint)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,6 +23,9 @@ from embeddings.settings import EngineSettings
 from embeddings.text.expect import Expectation, expected_answer
 from embeddings.text.textnorm import has_searchable_text, matching_form
 from embeddings.text.tokenize import BIGRAM_PREFIX, load_stopwords, query_tokenizer
+
+if TYPE_CHECKING:
+    from embeddings.milvus.legs import MilvusSentences, MilvusWords
 
 MAX_QUERY_CHARS = 2000
 CONFIDENCE_FROM_TOP = 3
@@ -50,7 +53,11 @@ def validate_question(question: str, max_chars: int = MAX_QUERY_CHARS) -> str:
 
 
 class Retriever:
-    """Searches one index generation; row *i* of every part is passage *i*, vector *u* is sentence unit *u*."""
+    """Searches one index generation; row *i* of every part is passage *i*, vector *u* is sentence unit *u*.
+
+    The two candidate searches (BM25 over passages, nearest sentence vectors) run on the local
+    files, or in Milvus when `remote` is given (`embeddings.milvus`); everything after them is the same.
+    """
 
     def __init__(
         self,
@@ -59,6 +66,8 @@ class Retriever:
         embedder: Embedder | None = None,
         notice: str = "",
         reranker: Reranker | None = None,
+        *,
+        remote: tuple[MilvusWords, MilvusSentences | None] | None = None,
     ) -> None:
         self.stored = stored
         self.reranker = reranker
@@ -84,8 +93,10 @@ class Retriever:
         self.embedder = embedder if usable else None
         self.dense_weight = weight if usable else 0.0
         self.profile = _profile(settings, self.embedder)
+        self.remote_words = remote[0] if remote is not None else None
         self.sentences: SentenceVectors | None = None
-        if self.embedder is not None:
+        self.remote_sentences = remote[1] if remote is not None and self.embedder is not None else None
+        if self.embedder is not None and remote is None:
             self.sentences = SentenceVectors.load(stored, self.embedder.name, self.embedder.dimension, len(self.units))
         counts = {len(self.passages), self.lexical.num_docs, int(stored.manifest["counts"]["passages"])}
         of_row = stored.read_paragraphs()
@@ -99,7 +110,7 @@ class Retriever:
 
     @property
     def mode(self) -> str:
-        return "hybrid" if self.sentences is not None else "lexical"
+        return "hybrid" if self.sentences is not None or self.remote_sentences is not None else "lexical"
 
     def passage(self, passage_id: str) -> Passage | None:
         """The passage with this id, reading only its own speech's passages (ids are `speech:paragraph.part`)."""
@@ -110,19 +121,25 @@ class Retriever:
         """Rank paragraphs for `question`; raises `BadQuestion` when there is nothing to search for."""
         question = validate_question(question)
         tokens = self.tokenize(question)
-        lexical = self.lexical.scores(tokens)
         candidates = self.settings.fusion.candidates
+        if self.remote_words is None:
+            lexical = self.lexical.scores(tokens)
+        else:
+            lexical = self.remote_words.scores(tokens, candidates)
         pool = self.paragraphs.of_row[top_rows(lexical, candidates)]
         unit_scores: np.ndarray | None = None
-        if self.sentences is not None and self.embedder is not None:
+        meaning = self.remote_sentences or self.sentences
+        if meaning is not None and self.embedder is not None:
             query = self.embedder.embed_queries([question])[0]
-            unit_scores, nearest = self.sentences.nearest(query, 2 * candidates)
+            unit_scores, nearest = meaning.nearest(query, 2 * candidates)
             pool = np.concatenate([pool, self.paragraphs.of_unit[nearest]])
         pool = np.unique(pool)
+        if self.remote_words is not None:
+            self.remote_words.complete(lexical, tokens, self.paragraphs.rows.of(pool)[0])
         words = question_words(tokens)
         by_words = self.paragraphs.lexical(pool, lambda rows: self.coverage.coordinated(words, lexical, rows))
-        if unit_scores is not None and self.sentences is not None:
-            self.sentences.score(unit_scores, query, self.paragraphs.units.of(pool)[0])
+        if unit_scores is not None and meaning is not None:
+            meaning.score(unit_scores, query, self.paragraphs.units.of(pool)[0])
             by_meaning = self.paragraphs.dense(pool, unit_scores)
             fused = fuse(by_words, by_meaning, self.dense_weight)
             ranked = pool[np.argsort(-fused, kind="stable")]

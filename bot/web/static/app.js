@@ -10,6 +10,7 @@ const MESSAGES = {
   rate_limited: "提问太频繁了，请稍等片刻再试。",
   busy: "提问的人太多了，请稍后再试。",
   unavailable: "索引正在准备中，请稍候再试。",
+  search_unavailable: "检索服务暂时不可用，恢复后即可回答。",
   unauthorized: "需要访问口令，请在上方输入。",
   not_found: "没有找到这一段（索引可能已更新），请重新提问。",
   network: "无法连接服务器，请检查网络后再试。",
@@ -98,8 +99,8 @@ async function ask(question, attempt = 0) {
     requestAnimationFrame(() => setTimeout(() => performance.mark("speechqa-answer-painted")));
   } catch (error) {
     const code = error instanceof ApiError ? error.code : "network";
-    if ((code === "unavailable" || code === "busy") && attempt < RETRIES) {
-      // The index is still being built, or the server is full: ask again shortly, for a while.
+    if ((code === "unavailable" || code === "search_unavailable" || code === "busy") && attempt < RETRIES) {
+      // The index is still being built, search (Milvus) is down, or the server is full: ask again shortly.
       say(`${MESSAGES[code]}（稍后自动重试）`);
       setTimeout(() => ticket === asking && ask(question, attempt + 1), code === "busy" ? 1000 : 3000);
     } else if (ticket === asking) {

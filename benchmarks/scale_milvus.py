@@ -1,0 +1,89 @@
+"""The scale benchmark's Milvus Lite figures, beside the local backend's (`benchmarks.scale --backend milvus`).
+
+On the corpus `benchmarks.scale` built (words only), as a user runs it: `speechqa index` into a
+fresh Milvus Lite file (the local index is fresh: the whole command is the write), cold
+`speechqa ask`, `speechqa index` after one speech is added (the local index is rebuilt whole, as
+on the local backend; Milvus gets that speech's rows only), then warm search p50/p95 in-process.
+The Milvus part of each `index` is the time the command prints. Milvus Lite runs the Milvus core
+in a child process on this machine: its figures are its own, not a server's or a cluster's.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from benchmarks.coldstart import to_toml
+from benchmarks.scale import watched
+
+COLD_RUNS = 3
+WRITTEN = re.compile(r"(\d+) speech\(es\) written \((\d+) rows\) in ([0-9.]+) s")
+
+
+def index_run(speechqa: str, config: Path) -> dict[str, Any]:
+    """`speechqa index`: its wall time and the Milvus write it reports."""
+    started = time.perf_counter()
+    done = subprocess.run([speechqa, "--config", str(config), "index"], capture_output=True, text=True, check=True)
+    wall = time.perf_counter() - started
+    found = WRITTEN.search(done.stdout)
+    if found is None:
+        raise RuntimeError(f"`speechqa index` wrote nothing to Milvus: {done.stdout.strip()}")
+    speeches, rows, seconds = found.groups()
+    return {"wall_s": round(wall, 2), "milvus_write_s": float(seconds), "speeches": int(speeches), "rows": int(rows)}
+
+
+def milvus_figures(config: Path, corpus: Path, questions_file: Path, warm_questions: int) -> dict[str, Any]:
+    from bot.config import load_config
+    from embeddings.engine import open_retriever
+
+    work = config.parent
+    lite = work / "milvus"
+    shutil.rmtree(lite, ignore_errors=True)
+    raw = tomllib.loads(config.read_text("utf-8"))
+    raw["backend"] = {"kind": "milvus", "uri": str(lite / "scale.db"), "collection": "scale", "timeout_s": 600}
+    on_milvus = work / "config-milvus.toml"
+    on_milvus.write_text(to_toml(raw), "utf-8")
+    speechqa = str(Path(sys.executable).with_name("speechqa"))
+    figures: dict[str, Any] = {"full_write": index_run(speechqa, on_milvus)}
+    cold = [watched([speechqa, "--config", str(on_milvus), "ask", "工匠日是怎么设立的？"]) for _ in range(COLD_RUNS)]
+    figures["cold_ask"] = {"median_s": round(statistics.median(c["wall_s"] for c in cold), 3)}
+
+    extra = corpus / "added" / "speech-added-milvus.txt"
+    extra.parent.mkdir(exist_ok=True)
+    extra.write_text((corpus / "0000" / "speech-000001.txt").read_text("utf-8").replace("关于", "再论", 1), "utf-8")
+    try:
+        added = index_run(speechqa, on_milvus)
+        figures["add_one_speech"] = added
+        figures["add_over_full"] = {
+            "milvus_write": round(added["milvus_write_s"] / figures["full_write"]["milvus_write_s"], 4),
+            "whole_command": round(added["wall_s"] / figures["full_write"]["wall_s"], 4),
+        }
+        settings = load_config(str(on_milvus))
+        retriever, _ = open_retriever(settings.corpus_path, settings.index_path, settings.engine)
+        asked = [
+            json.loads(line)["question"] for line in questions_file.read_text("utf-8").splitlines()[:warm_questions]
+        ]
+        for text in asked[:10]:
+            retriever.search(text)
+        latencies = []
+        for text in asked:
+            started = time.perf_counter()
+            retriever.search(text)
+            latencies.append((time.perf_counter() - started) * 1000)
+        latencies.sort()
+        figures["warm_ms"] = {
+            "p50": round(latencies[len(latencies) // 2], 2),
+            "p95": round(latencies[int(0.95 * (len(latencies) - 1))], 2),
+        }
+    finally:
+        extra.unlink()
+    figures["disk_mb"] = round(sum(p.stat().st_size for p in lite.rglob("*") if p.is_file()) / 2**20, 1)
+    return figures
