@@ -12,7 +12,7 @@ from bot.config import AnswerSettings
 from embeddings.ingest.segment import statements
 from embeddings.passage import Hit, Passage, SearchResult
 from embeddings.retrieval.evaluate import evaluate, load_questions, scoring_form
-from embeddings.text.expect import AnswerKind, expected_answer
+from embeddings.text.expect import AnswerKind, asks_for_work, expected_answer
 from embeddings.text.textnorm import matching_form
 from tests.conftest import REPO
 
@@ -87,6 +87,15 @@ def test_a_finer_shape_is_not_met_by_a_looser_one():
 )
 def test_a_topic_named_without_the_number_asked_for_is_not_an_answer(shipped_retriever, question):
     assert not shipped_retriever.search(question).answerable
+
+
+def test_a_request_for_work_is_not_answered_from_the_speeches(shipped_retriever):
+    for request in ("帮我把“工匠精神”翻译成英文", "给我写一段关于工匠日的发言稿", "请帮我润色：工匠日的设立意义重大"):
+        assert asks_for_work(matching_form(request))
+        assert not shipped_retriever.search(request).answerable
+    for question in ("帮我找一下讲工匠日设立过程的段落", "翻译工作怎么开展？", "工匠日是怎么设立的？"):
+        assert not asks_for_work(matching_form(question))
+    assert shipped_retriever.search("工匠日是怎么设立的？").answerable
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ from embeddings.retrieval.fusion import DEFAULT_SIMILARITY_GAIN, ModelProfile, f
 from embeddings.retrieval.meaning import SentenceVectors
 from embeddings.retrieval.paragraphs import ParagraphMap, paragraph_passage, shown_row
 from embeddings.settings import EngineSettings
-from embeddings.text.expect import Expectation, expected_answer
+from embeddings.text.expect import Expectation, asks_for_work, expected_answer
 from embeddings.text.textnorm import has_searchable_text, matching_form
 from embeddings.text.tokenize import BIGRAM_PREFIX, load_stopwords, query_tokenizer
 
@@ -162,7 +162,11 @@ class Retriever:
             (self._confidence(tokens, row, expectation, unit_scores) for row in order_rows[:CONFIDENCE_FROM_TOP]),
             default=0.0,
         )
-        answerable = bool(order_rows) and confidence >= self.settings.fusion.min_confidence
+        answerable = (
+            bool(order_rows)
+            and confidence >= self.settings.fusion.min_confidence
+            and not asks_for_work(matching_form(question))
+        )
         if not answerable:
             # Offered only as "possibly related": a passage sharing little of the question is noise.
             order_rows = [row for row in order_rows if self.coverage.of_passage(tokens, row) >= RELATED_FLOOR]
