@@ -68,12 +68,16 @@ class ParagraphMap:
     def __len__(self) -> int:
         return self.count
 
-    def lexical(self, paragraphs: np.ndarray, row_scores: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-        """Each paragraph's best passage score; `row_scores` scores an array of passage rows."""
+    def lexical(
+        self, paragraphs: np.ndarray, row_scores: Callable[[np.ndarray], np.ndarray]
+    ) -> tuple[np.ndarray, dict[int, float]]:
+        """Each paragraph's best passage score, and every passage row's own score (for choosing the part
+        to show without scoring the rows again); `row_scores` scores an array of passage rows."""
         if not len(paragraphs):
-            return np.zeros(0)
+            return np.zeros(0), {}
         rows, owner = self.rows.of(paragraphs)
-        return group_maxima(row_scores(rows), owner, len(paragraphs))
+        scores = row_scores(rows)
+        return group_maxima(scores, owner, len(paragraphs)), dict(zip(rows.tolist(), scores.tolist(), strict=True))
 
     def dense(self, paragraphs: np.ndarray, unit_scores: np.ndarray) -> np.ndarray:
         """Each of `paragraphs`' best sentence similarity (the lowest of theirs where one has no sentence)."""

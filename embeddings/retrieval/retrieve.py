@@ -137,7 +137,9 @@ class Retriever:
         if self.remote_words is not None:
             self.remote_words.complete(lexical, tokens, self.paragraphs.rows.of(pool)[0])
         words = question_words(tokens)
-        by_words = self.paragraphs.lexical(pool, lambda rows: self.coverage.coordinated(words, lexical, rows))
+        by_words, row_scores = self.paragraphs.lexical(
+            pool, lambda rows: self.coverage.coordinated(words, lexical, rows)
+        )
         if unit_scores is not None and meaning is not None:
             meaning.score(unit_scores, query, self.paragraphs.units.of(pool)[0])
             by_meaning = self.paragraphs.dense(pool, unit_scores)
@@ -150,7 +152,8 @@ class Retriever:
             pool, fused = pool[keep], fused[keep]
         depth = max(top_k, self.settings.rerank.candidates if self.reranker is not None else 0)
         expectation = expected_answer(matching_form(question))
-        shown = [self._shown(int(p), words, lexical, unit_scores, expectation) for p in ranked[:depth]]
+        weights = {word: self.lexical.idf(word) for word in set(words)}
+        shown = [self._shown(int(p), weights, row_scores, unit_scores, expectation) for p in ranked[:depth]]
         if self.reranker is not None:
             head = shown[: self.settings.rerank.candidates]
             scores = self.reranker.score(question, [self.passages[row].search_text for row in head])
@@ -189,14 +192,15 @@ class Retriever:
     def _shown(
         self,
         paragraph: int,
-        words: list[str],
-        lexical: np.ndarray,
+        weights: dict[str, float],
+        row_scores: dict[int, float],
         unit_scores: np.ndarray | None,
         expectation: Expectation | None,
     ) -> int:
+        """The passage row of `paragraph` to show; `weights` are the question's words' IDFs, `row_scores`
+        the passages' coordinated BM25 as ranking scored them."""
         rows = self.paragraphs.rows[paragraph]
         units = self.paragraphs.units[paragraph]
-        weights = {word: self.lexical.idf(word) for word in set(words)}
         total = sum(weights.values())
         similarity = None
         if unit_scores is not None and len(units):
@@ -220,7 +224,7 @@ class Retriever:
         return shown_row(
             rows,
             passages=self.passages,
-            row_scores=self.coverage.coordinated(words, lexical, rows),
+            row_scores=np.array([row_scores[int(row)] for row in rows], dtype=np.float32),
             unit_table=self.units,
             units=units,
             unit_score=rate,
