@@ -267,6 +267,12 @@ def cmd_eval(args: argparse.Namespace, config: Config) -> int:
         f"wrongly declined answerable {quality.wrongly_declined_answerable}/{quality.answerable}"
     )
     print(f"latency p50 {report.latency_p50_ms:.2f} ms  p95 {report.latency_p95_ms:.2f} ms")
+    for kind, figures in report.by_kind().items():
+        if figures.answerable:
+            shown = f"hit@1 {figures.hit_at_1:.2f}  hit@5 {figures.hit_at_5:.2f}"
+            print(f"  {kind} ({figures.questions}): {shown}  wrongly declined {figures.wrongly_declined_answerable}")
+        else:
+            print(f"  {kind} ({figures.questions}): declined {figures.declined_unanswerable}/{figures.unanswerable}")
     for row in report.rows:
         if (row.answerable and row.rank != 1) or row.answerable == row.declined:
             declined = " declined" if row.declined else ""

@@ -31,6 +31,7 @@ class EvalQuestion:
     question: str
     gold: tuple[str, ...]
     answerable: bool
+    kind: str = ""  # the paraphrase set's kind of question (paraphrase, list, number, …), where given
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,7 @@ class EvalRow:
     declined: bool
     confidence: float
     latency_ms: float
+    kind: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +81,18 @@ class EvalReport:
     latency_p95_ms: float
     rows: tuple[EvalRow, ...]
 
+    def by_kind(self) -> dict[str, Quality]:
+        """The figures per kind of question, for question files that name kinds."""
+        kinds = sorted({row.kind for row in self.rows if row.kind})
+        return {kind: score([row for row in self.rows if row.kind == kind]) for kind in kinds}
+
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self.quality), **{k: v for k, v in asdict(self).items() if k != "quality"}}
+        by_kind = {kind: asdict(quality) for kind, quality in self.by_kind().items()}
+        return {
+            **asdict(self.quality),
+            **{k: v for k, v in asdict(self).items() if k != "quality"},
+            "by_kind": by_kind,
+        }
 
 
 def score(rows: Sequence[Scored]) -> Quality:
@@ -125,6 +137,7 @@ def load_questions(path: Path) -> list[EvalQuestion]:
                     question=str(record["question"]),
                     gold=tuple(str(g) for g in record.get("gold") or ()),
                     answerable=bool(record.get("answerable", bool(record.get("gold")))),
+                    kind=str(record.get("kind") or ""),
                 )
             )
         except (ValueError, KeyError, TypeError) as error:
@@ -166,6 +179,7 @@ def evaluate(retriever: Retriever, questions: Sequence[EvalQuestion]) -> EvalRep
                 not result.answerable,
                 result.confidence,
                 latency,
+                question.kind,
             )
         )
     latencies = [r.latency_ms for r in rows]
