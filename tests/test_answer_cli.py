@@ -204,6 +204,21 @@ def test_eval_command(config_file, capsys):
     assert report["hit_at_5"] == 1.0 and report["declined_unanswerable"] == 2
 
 
+def test_eval_reports_each_kind_of_question(config_file, capsys, tmp_path):
+    questions = tmp_path / "kinds.jsonl"
+    records = [
+        {"id": "a", "question": "工匠日是怎么设立的？", "gold": ["全票通过"], "answerable": True, "kind": "paraphrase"},
+        {"id": "b", "question": "高血压病人吃东西要注意什么？", "gold": [], "answerable": False, "kind": "offtopic"},
+    ]
+    questions.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in records), "utf-8")
+    assert main(["--config", str(config_file), "eval", str(questions)]) == 0
+    out = capsys.readouterr().out
+    assert "  paraphrase (1): hit@1" in out and "  offtopic (1): declined 1/1" in out
+    assert main(["--config", str(config_file), "eval", str(questions), "--json"]) == 0
+    by_kind = json.loads(capsys.readouterr().out)["by_kind"]
+    assert set(by_kind) == {"paraphrase", "offtopic"} and by_kind["offtopic"]["declined_unanswerable"] == 1
+
+
 def test_index_command_builds_then_reports_fresh(config_file, capsys):
     assert main(["--config", str(config_file), "index"]) == 0
     assert "index ready" in capsys.readouterr().out
