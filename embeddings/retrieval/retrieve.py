@@ -151,7 +151,8 @@ class Retriever:
             ranked = pool[keep][np.argsort(-fused[keep], kind="stable")]
             pool, fused = pool[keep], fused[keep]
         depth = max(top_k, self.settings.rerank.candidates if self.reranker is not None else 0)
-        expectation = expected_answer(matching_form(question))
+        asked = matching_form(question)
+        expectation = expected_answer(asked)
         weights = {word: self.lexical.idf(word) for word in set(words)}
         shown = [self._shown(int(p), weights, row_scores, unit_scores, expectation) for p in ranked[:depth]]
         if self.reranker is not None:
@@ -165,11 +166,7 @@ class Retriever:
             (self._confidence(tokens, row, expectation, unit_scores) for row in order_rows[:CONFIDENCE_FROM_TOP]),
             default=0.0,
         )
-        answerable = (
-            bool(order_rows)
-            and confidence >= self.settings.fusion.min_confidence
-            and not asks_for_work(matching_form(question))
-        )
+        answerable = bool(order_rows) and confidence >= self.settings.fusion.min_confidence and not asks_for_work(asked)
         if not answerable:
             # Offered only as "possibly related": a passage sharing little of the question is noise.
             order_rows = [row for row in order_rows if self.coverage.of_passage(tokens, row) >= RELATED_FLOOR]

@@ -32,7 +32,7 @@ _DURATION_UNITS = "年|个月|月|天|日|周|小时|分钟"
 
 # Asked before the looser WHEN: "几月几号" is not answered by "今年".
 _ASKS_DAY = re.compile(r"几月|几号|几日|哪个月")
-_ASKS_WHEN = re.compile(r"什么时候|什么时间|何时|几时|哪一?天|哪一?年|几月|几号|哪个月|几点")
+_ASKS_WHEN = re.compile(r"什么时候|什么时间|何时|几时|哪一?天|哪一?年|几点")
 _ASKS_SHARE = re.compile(r"(?:率|比例|比重|占比)[是有为]?(?:多少|几)")
 _ASKS_DURATION = re.compile(r"多久|多长时间")
 _ASKS_LENGTH = re.compile(r"多长|多远|多高|多宽|多深")
@@ -96,6 +96,18 @@ class AnswerKind(Enum):
     PLACE = "place"
 
 
+# What a passage must hold for each kind; a count is tested with the measure word it asks for.
+_SHAPES = {
+    AnswerKind.DAY: _DAY,
+    AnswerKind.WHEN: _DATE,
+    AnswerKind.SHARE: _SHARE,
+    AnswerKind.DURATION: _DURATION,
+    AnswerKind.LENGTH: _LENGTH,
+    AnswerKind.PERSON: _PERSON,
+    AnswerKind.PLACE: _PLACE,
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Expectation:
     """The answer's kind; for counts also the measure word asked for (`多少家` → 家)."""
@@ -105,20 +117,8 @@ class Expectation:
 
     def met_by(self, text: str) -> bool:
         """Whether `text` holds something of the expected shape."""
-        if self.kind is AnswerKind.DAY:
-            return bool(_DAY.search(text))
-        if self.kind is AnswerKind.PLACE:
-            return bool(_PLACE.search(text))
-        if self.kind is AnswerKind.PERSON:
-            return bool(_PERSON.search(text))
-        if self.kind is AnswerKind.WHEN:
-            return bool(_DATE.search(text))
-        if self.kind is AnswerKind.SHARE:
-            return bool(_SHARE.search(text))
-        if self.kind is AnswerKind.DURATION:
-            return bool(_DURATION.search(text))
-        if self.kind is AnswerKind.LENGTH:
-            return bool(_LENGTH.search(text))
+        if (shape := _SHAPES.get(self.kind)) is not None:
+            return bool(shape.search(text))
         if self.unit:
             units = "|".join(re.escape(u) for u in _INTERCHANGEABLE.get(self.unit, (self.unit,)))
             return re.search(rf"{_NUMBER}\s*(?:{units})", text) is not None
