@@ -46,7 +46,7 @@ from typing import Any
 from benchmarks import bench_chaos
 from bot.access import protect_handlers
 from bot.config import load_config
-from bot.telegram.app import SORRY
+from bot.replies import SORRY
 from bot.telegram.state import STATE_KEY
 from embeddings.settings import DenseSettings
 from tests.fakebotapi import FakeBotApi, drive

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bot.telegram.app import SORRY
+from bot.replies import SORRY
 from tests.conftest import write_config_file
 from tests.fakebotapi import BotProcess, FakeBotApi
 

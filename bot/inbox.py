@@ -32,8 +32,8 @@ from bot.delivery import Backoff, Pacer
 from bot.feedback import FeedbackLog
 from bot.journal import Journal
 from bot.markdown import Link
-from bot.replies import SORRY, Incoming, Replies
-from embeddings.engine import open_retriever
+from bot.replies import SEARCH_UNAVAILABLE, SORRY, Incoming, Replies, load_retriever
+from embeddings.errors import SearchUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +42,7 @@ Decode = Callable[[dict[str, Any]], Incoming]
 
 REQUEUE_EVERY = 15.0  # seconds between looks for replies that did not get through
 REQUEUE_AFTER = 60.0  # journaled this long ago, unanswered and not in hand: try it again
+HELD_NOTICE_PART = -1  # the "search unavailable" notice is not a part of the answer (Feishu dedupes by part)
 SEND_BACKOFF = Backoff()
 
 
@@ -71,6 +72,7 @@ class Inbox:
         # answered by this run, noted on the loop with the mark: a copy whose journal lookup raced
         # with the first copy's mark is still passed over
         self.done: Lru[str, bool] = Lru(100_000)
+        self.told: Lru[str, bool] = Lru(10_000)  # told that search is unavailable and the answer will come
         self.sending = asyncio.Lock()
         self.tasks: set[asyncio.Task[None]] = set()
         self.requeuer: asyncio.Task[None] | None = None
@@ -80,15 +82,15 @@ class Inbox:
         identity = f"{self.via}:{incoming.message_id}"
         return int.from_bytes(hashlib.blake2b(identity.encode(), digest_size=7).digest(), "big"), identity
 
-    async def start(self) -> int:
+    async def start(self) -> None:
         """Queue what a previous run journaled but never answered, and start trying stalled replies again."""
         payloads = await self._in(self.journal.worker, self.journal.unanswered)
         for payload in payloads:
-            self._schedule(self.decode(payload))
+            if (incoming := self._decoded(payload)) is not None:
+                self._schedule(incoming)
         if payloads:
             logger.info("answering %d question(s) left unanswered by the previous run", len(payloads))
         self.requeuer = asyncio.create_task(self._requeue())
-        return len(payloads)
 
     def admit(self, payload: dict[str, Any]) -> None:
         """Journal a message and queue it for an answer; on the event loop, before the ack (Feishu's sync handler)."""
@@ -134,6 +136,15 @@ class Inbox:
         try:  # answered before? `_journal` asked, on the journal's thread; replays and requeues are not
             try:
                 messages = await self.replies.reply(incoming, self.via)
+            except SearchUnavailable as error:
+                # Left unanswered in the journal, which `_requeue` asks again until search is back;
+                # the asker hears once that the answer will come, not at every try.
+                logger.warning("message %s held until search is back: %s", incoming.message_id, error)
+                if self.told.get(key[1]) is None:
+                    self.told.put(key[1], True)
+                    with contextlib.suppress(Unreachable, Refused):
+                        await self.outbox.send(incoming, SEARCH_UNAVAILABLE, HELD_NOTICE_PART)
+                return
             except Exception:
                 logger.exception("error while answering message %s", incoming.message_id)
                 messages = [SORRY]
@@ -241,16 +252,7 @@ async def open_inbox(
     limit: int,
 ) -> Inbox:
     """Load the index once, open the log and journal (`settings.feedback_db`), and replay what is left."""
-    retriever, report = await asyncio.to_thread(
-        open_retriever, config.corpus_path, config.index_path, config.engine, False, True
-    )
-    if report is not None:
-        logger.info("index built: %d passages", report.passages)
-    if retriever.notice:
-        logger.warning("%s", retriever.notice)
-    # The first search loads the tokenizer's dictionaries (about a second): before connecting, so the
-    # first people to ask after a start or a restart do not wait for it.
-    await asyncio.to_thread(retriever.search, "工会", top_k=1)
+    retriever = await load_retriever(config)
     path = Path(settings.feedback_db or f"data/{via}.sqlite3")
     # one journal file may serve several apps: each keeps its own rows, under a number made from its id
     bot_id = int.from_bytes(hashlib.blake2b(app_id.encode(), digest_size=6).digest(), "big")

@@ -1,7 +1,7 @@
 """What the DingTalk and Feishu bots say to a message: one reply (a list of markdown messages) or nothing.
 
 Platform-neutral: the platforms' packages turn their events into `Incoming` and send the markdown
-the way their platform shows it. The words are the Telegram bot's: the same answer, the same
+the way their platform shows it. The words are the Telegram bot's (it takes them from here): the same answer, the same
 "not in the speeches", the same rate-limit and error messages, and the same follow-ups
 ("还有呢？", "第二条的全文") as in `speechqa chat`.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import math
 import re
 import time
@@ -19,12 +20,15 @@ from typing import Any
 
 from bot import markdown
 from bot.access import Access, Lru, RateLimiter
-from bot.config import AnswerSettings
+from bot.config import AnswerSettings, Config
 from bot.feedback import FeedbackLog
 from bot.markdown import Link
 from bot.session import Conversation, follow_up
-from embeddings.errors import BadQuestion
+from embeddings.engine import open_retriever
+from embeddings.errors import BadQuestion, SearchUnavailable
 from embeddings.retrieval.retrieve import Retriever
+
+logger = logging.getLogger(__name__)
 
 SORRY = "抱歉，处理您的请求时出了点问题，请稍后再试。"
 REFUSED = "抱歉，这个机器人只对授权用户开放。如需使用，请联系管理员。"
@@ -32,6 +36,7 @@ ONLY_TEXT = "目前只能回答文字问题，请直接输入问题，例如：�
 NO_QUESTION = "请先提一个问题。"
 NO_MORE = "没有更多结果了。"
 NOT_SEARCHABLE = "这个问题里没有可以检索的词语，请换个说法，例如：工匠日是怎么设立的？"
+SEARCH_UNAVAILABLE = "检索服务暂时不可用。您的问题已记下，服务恢复后会自动回答，无需重发。"
 HELP = """**使用说明**
 
 - 单聊中直接发送问题；群聊中请 @我 再提问。
@@ -169,3 +174,24 @@ class Replies:
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+async def load_retriever(config: Config) -> Retriever:
+    """A bot's retriever: the index loaded (built first where needed) off the event loop, then warmed.
+
+    The first search loads the tokenizer's dictionaries (about a second): before connecting, so the
+    first people to ask after a start or a restart do not wait for it. With Milvus down the bot
+    starts anyway; its questions wait in the journal until search is back.
+    """
+    retriever, report = await asyncio.to_thread(
+        open_retriever, config.corpus_path, config.index_path, config.engine, False, True
+    )
+    if report is not None:
+        logger.info("index built: %d passages", report.passages)
+    if retriever.notice:
+        logger.warning("%s", retriever.notice)
+    try:
+        await asyncio.to_thread(retriever.search, "工会", top_k=1)
+    except SearchUnavailable as error:
+        logger.warning("%s", error)
+    return retriever

@@ -20,8 +20,9 @@ from bot.feedback import FeedbackLog
 from bot.feishu import send as feishu_send
 from bot.inbox import Inbox
 from bot.journal import Journal
-from bot.replies import Incoming, Replies
+from bot.replies import SEARCH_UNAVAILABLE, Incoming, Replies
 from bot.session import Conversation
+from embeddings.errors import SearchUnavailable
 from embeddings.retrieval.retrieve import Retriever
 from tests.conftest import REPO
 
@@ -215,3 +216,44 @@ def test_a_failure_on_the_way_out_leaves_the_message_in_the_journal(
     left = asyncio.run(main())
     assert [payload["msgId"] for payload in left] == ["m1"]
     assert "could not answer message m1; it stays in the journal" in caplog.text
+
+
+def test_a_question_asked_while_search_is_unavailable_waits_in_the_journal(tmp_path: Path) -> None:
+    class Down:
+        def search(self, question: str, top_k: int = 5) -> None:
+            raise SearchUnavailable("Milvus at http://milvus:19530 did not answer")
+
+    class Recording:
+        def __init__(self) -> None:
+            self.sent: list[tuple[str, int]] = []
+
+        async def send(self, incoming: Incoming, text: str, part: int) -> None:
+            self.sent.append((text, part))
+
+    async def main() -> tuple[list[dict[str, object]], list[tuple[str, int]]]:
+        log = tmp_path / "log.sqlite3"
+        replies = Replies(
+            Down(),  # type: ignore[arg-type]
+            settings=load_config(str(REPO / "config.toml")).answer,
+            access=Access.of((), ()),
+            questions=RateLimiter(100),
+            feedback=FeedbackLog(log),
+            link=None,
+            limit=3000,
+        )
+        outbox = Recording()
+        inbox = Inbox(
+            "dingtalk", Journal(log, 1), replies, outbox=outbox, decode=dingtalk_send.decode, pacer=Pacer(100, 100)
+        )
+        message = dingtalk_message(text={"content": "工匠日是怎么设立的？"})
+        await inbox.receive(message)
+        await asyncio.wait(set(inbox.tasks))
+        inbox._schedule(dingtalk_send.decode(message))  # tried again, as `_requeue` does, while search is down
+        await asyncio.wait(set(inbox.tasks))
+        left = inbox.journal.stalled(0)
+        await inbox.close()
+        return left, outbox.sent
+
+    left, sent = asyncio.run(main())
+    assert [payload["msgId"] for payload in left] == ["m1"]
+    assert sent == [(SEARCH_UNAVAILABLE, -1)]

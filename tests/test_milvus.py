@@ -320,8 +320,8 @@ def test_the_bot_holds_a_question_while_search_is_down_and_answers_it_when_back(
     tmp_path: Path, corpus_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from bot.config import TelegramSettings
+    from bot.replies import SEARCH_UNAVAILABLE
     from bot.telegram import ledger
-    from bot.telegram.handlers import SEARCH_UNAVAILABLE
     from tests.fakebotapi import FakeBotApi, drive
 
     monkeypatch.setattr(ledger, "REQUEUE_EVERY", 0.05)  # the journal is looked at again at once

@@ -23,11 +23,11 @@ from telegram import Update
 from bot.access import protect_handlers
 from bot.config import Config, TelegramSettings
 from bot.journal import Journal
+from bot.replies import SORRY
 from bot.session import Conversation
 from bot.telegram import ledger as telegram_ledger
 from bot.telegram import send as telegram_send
 from bot.telegram.admin import REINDEX_FAILED, UPLOAD_FAILED
-from bot.telegram.app import SORRY
 from bot.telegram.send import Backoff
 from tests.conftest import REPO, write_config_file
 from tests.fakebotapi import FakeBotApi, drive, everything_said

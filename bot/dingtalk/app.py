@@ -62,7 +62,6 @@ class StreamClient(dingtalk_stream.DingTalkStreamClient):
             endpoint.rstrip("/") + "/v1.0/gateway/connections/open"
         )
         self.reconnects = reconnects
-        self.connected = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> None:
@@ -86,7 +85,6 @@ class StreamClient(dingtalk_stream.DingTalkStreamClient):
             async with websockets.connect(uri, compression=None) as websocket:
                 self.websocket = websocket
                 self.reconnects.connected()
-                self.connected.set()
                 logger.info("connected to DingTalk")
                 self._spawn(self.keepalive(websocket))
                 async for raw in websocket:
@@ -99,8 +97,6 @@ class StreamClient(dingtalk_stream.DingTalkStreamClient):
                         self._spawn(self.background_task(frame))
         except (OSError, websockets.WebSocketException) as error:
             logger.warning("DingTalk connection failed: %s", error)
-        finally:
-            self.connected.clear()
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.create_task(coroutine)

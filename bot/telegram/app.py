@@ -39,11 +39,11 @@ from bot.access import Access, RateLimiter
 from bot.config import Config
 from bot.feedback import FeedbackLog
 from bot.journal import Journal
+from bot.replies import REFUSED, SORRY, load_retriever
 from bot.telegram import admin, buttons, handlers, ledger
 from bot.telegram.ledger import in_ledger
 from bot.telegram.send import Undelivered, send_html
 from bot.telegram.state import RETRIEVAL_WORKERS, STATE_KEY, BotState, bot_state
-from embeddings.engine import open_retriever
 from embeddings.errors import SpeechQAError
 
 logger = logging.getLogger(__name__)
@@ -52,8 +52,6 @@ TOKEN_ENV = "TELEGRAM_BOT_TOKEN"
 BASE_URL_ENV = "TELEGRAM_API_BASE_URL"
 CONFIG_KEY = "speechqa.config"
 ALLOWED_UPDATES = ["message", "callback_query", "inline_query"]
-SORRY = "抱歉，处理您的请求时出了点问题，请稍后再试。"
-REFUSED = "抱歉，这个机器人只对授权用户开放。如需使用，请联系管理员。"
 COMMANDS = [
     BotCommand("ask", "提问，例如 /ask 工匠日是怎么设立的？"),
     BotCommand("source", "查看上一个回答中第 N 条出处的整段原文"),
@@ -124,13 +122,7 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
 async def post_init(application: Application) -> None:
     """Load the retriever once, open the feedback log, set the Chinese command menu, replay the ledger."""
     config: Config = application.bot_data[CONFIG_KEY]
-    retriever, report = await asyncio.to_thread(
-        open_retriever, config.corpus_path, config.index_path, config.engine, False, True
-    )
-    if report is not None:
-        logger.info("index built: %d passages", report.passages)
-    if retriever.notice:
-        logger.warning("%s", retriever.notice)
+    retriever = await load_retriever(config)
     settings = config.telegram
     log_path = Path(settings.feedback_db or "data/feedback.sqlite3")
     state = BotState(

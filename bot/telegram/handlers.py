@@ -22,6 +22,7 @@ from telegram.constants import ChatType
 from telegram.ext import ContextTypes
 
 from bot.answer import Answer
+from bot.replies import NO_MORE, NOT_SEARCHABLE, SEARCH_UNAVAILABLE
 from bot.session import Conversation, follow_up
 from bot.telegram import ledger
 from bot.telegram.ledger import in_ledger
@@ -47,9 +48,6 @@ HELP = """<b>使用说明</b>
 USAGE_ASK = "请在 /ask 后面写上问题，例如：/ask 工匠日是怎么设立的？"
 USAGE_SOURCE = "用法：/source N，N 是上一个回答中的出处编号，例如 /source 1。"
 logger = logging.getLogger(__name__)
-NO_MORE = "没有更多结果了。"
-NOT_SEARCHABLE = "这个问题里没有可以检索的词语，请换个说法，例如：工匠日是怎么设立的？"
-SEARCH_UNAVAILABLE = "检索服务暂时不可用。您的问题已记下，服务恢复后会自动回答，无需重发。"
 DEEP_LINK_PREFIX = "ask-"
 
 
