@@ -10,17 +10,17 @@ A long reply is cut into messages at block, line or sentence ends (`pack`).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Sequence
 
 from bot.answer import Answer, Citation
-from bot.render import NOT_FOUND, POSSIBLY_RELATED, SOURCES
+from bot.render import NOT_FOUND, cut_point, sources_heading
 from bot.session import ParagraphView
 
 Link = Callable[[str, str], str]  # (label, what a tap says) → markdown the user can act on
 
 _SPECIAL = re.compile(r"[&<>*_`~\[\]#|\\]|^[-+]", re.MULTILINE)
-_CUTS = ("\n", "。！？!?；;…", "，、,：: ")
 
 
 def escape(text: str) -> str:
@@ -49,14 +49,10 @@ def answer_blocks(answer: Answer, link: Link | None, more: bool, total: int | No
     if not answer.citations:
         blocks.append("可以换个说法再问，或发送“目录”查看收录了哪些讲话。")
         return blocks
-    if answer.first_rank > 1:
-        last = answer.first_rank + len(answer.citations) - 1
-        heading = f"第 {answer.first_rank}–{last} 条结果" + (f"（共 {total} 条）：" if total else "：")
-    else:
-        heading = SOURCES if answer.found else POSSIBLY_RELATED
-    blocks.append(f"**{heading}**")
     numbers = [answer.first_rank + citation.number - 1 for citation in answer.citations]
-    blocks += [citation_block(citation, number) for citation, number in zip(answer.citations, numbers, strict=True)]
+    cited = [citation_block(citation, number) for citation, number in zip(answer.citations, numbers, strict=True)]
+    cited[0] = f"**{sources_heading(answer, total)}**\n\n{cited[0]}"  # the heading stays with what it heads
+    blocks += cited
     blocks.append(hint(link, more, numbers))
     return blocks
 
@@ -117,7 +113,7 @@ def pack(blocks: Sequence[str], limit: int) -> list[str]:
 def _cut_to(block: str, limit: int) -> list[str]:
     pieces = []
     while len(block) > limit:
-        end = _cut(block, limit)
+        end = cut_point(block, 0, limit, functools.partial(_outside_reference, block))
         pieces.append(block[:end].rstrip())
         block = block[end:].lstrip()
         if pieces[-1].startswith("> ") and not block.startswith(">"):
@@ -127,20 +123,7 @@ def _cut_to(block: str, limit: int) -> list[str]:
     return pieces
 
 
-def _cut(text: str, most: int) -> int:
-    """Where to end a piece of text[:most]: a line end, else a sentence end, else a comma; never inside a reference."""
-    floor = most // 3
-    for marks in _CUTS:
-        for end in range(most, floor, -1):
-            if text[end - 1] in marks and not _inside_reference(text, end):
-                return end
-    end = most
-    while _inside_reference(text, end):
-        end -= 1
-    return end
-
-
-def _inside_reference(text: str, end: int) -> bool:
-    """Whether `end` falls inside an `&#…;` reference (cutting there would show its pieces)."""
+def _outside_reference(text: str, end: int) -> bool:
+    """Whether `end` falls outside every `&#…;` reference (cutting inside one would show its pieces)."""
     amp = text.rfind("&", max(0, end - 8), end)
-    return amp >= 0 and ";" not in text[amp:end] and text[amp : amp + 2] == "&#"
+    return not (amp >= 0 and ";" not in text[amp:end] and text[amp : amp + 2] == "&#")

@@ -1,9 +1,11 @@
-"""Rendering an `Answer` as terminal text (colour only when the terminal supports it)."""
+"""Rendering an `Answer` as terminal text (colour only when the terminal supports it), and what every
+front-end's rendering shares: the headings, and where a message too long for a chat may be cut."""
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from typing import TextIO
 
 from .answer import Answer, Citation
@@ -12,6 +14,34 @@ from .session import ParagraphView
 NOT_FOUND = "讲话中没有找到这个问题的答案。"
 POSSIBLY_RELATED = "可能相关的段落（仅供参考）："
 SOURCES = "出处："
+
+_CUTS = ("\n", "。！？!?；;…", "，、,：: ")  # preferred cut points, best first
+_CLOSERS = "”’」』）)》"
+
+
+def sources_heading(answer: Answer, total: int | None = None) -> str:
+    """The heading over an answer's citations: a later page says which results it shows."""
+    if answer.first_rank > 1:
+        last = answer.first_rank + len(answer.citations) - 1
+        return f"第 {answer.first_rank}–{last} 条结果" + (f"（共 {total} 条）：" if total else "：")
+    return SOURCES if answer.found else POSSIBLY_RELATED
+
+
+def cut_point(text: str, start: int, most: int, allowed: Callable[[int], bool] = lambda end: True) -> int:
+    """The best place to end a piece in text[start:most]: a line end, else a sentence end (with its closing
+    quote or bracket), else a comma; only where `allowed`, and not so early that the piece is too short."""
+    floor = start + (most - start) // 3
+    for marks in _CUTS:
+        for end in range(most, floor, -1):
+            last = text[end - 1]
+            ends = last in marks or (last in _CLOSERS and end - 2 >= start and text[end - 2] in marks)
+            if ends and allowed(end):
+                return end
+    end = most
+    while end > start + 1 and not allowed(end):
+        end -= 1
+    return end
+
 
 _BOLD_YELLOW, _CYAN, _DIM, _RESET = "\033[1;33m", "\033[36m", "\033[2m", "\033[0m"
 

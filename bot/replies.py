@@ -36,6 +36,7 @@ ONLY_TEXT = "目前只能回答文字问题，请直接输入问题，例如：�
 NO_QUESTION = "请先提一个问题。"
 NO_MORE = "没有更多结果了。"
 NOT_SEARCHABLE = "这个问题里没有可以检索的词语，请换个说法，例如：工匠日是怎么设立的？"
+WARM_UP_QUESTION = "工会"  # asked once at start-up, so that the first real question does not load the dictionaries
 SEARCH_UNAVAILABLE = "检索服务暂时不可用。您的问题已记下，服务恢复后会自动回答，无需重发。"
 HELP = """**使用说明**
 
@@ -191,7 +192,7 @@ async def load_retriever(config: Config) -> Retriever:
     if retriever.notice:
         logger.warning("%s", retriever.notice)
     try:
-        await asyncio.to_thread(retriever.search, "工会", top_k=1)
+        await asyncio.to_thread(retriever.search, WARM_UP_QUESTION, top_k=1)
     except SearchUnavailable as error:
         logger.warning("%s", error)
     return retriever

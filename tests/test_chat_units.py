@@ -45,6 +45,18 @@ def test_pack_keeps_messages_under_the_limit_and_never_cuts_a_reference() -> Non
     assert joined.count("&#42;") == 400 and "&#4\n" not in joined
 
 
+def test_pack_keeps_a_closing_quote_with_its_sentence_and_a_heading_with_what_it_heads(
+    shipped_retriever: Retriever,
+) -> None:
+    messages = markdown.pack(["> " + "他说：“我们要干实事。”" * 30], 100)
+    assert len(messages) > 1 and not any(message.startswith("> ”") for message in messages)
+    settings = load_config(str(REPO / "config.toml")).answer
+    answer = compose(shipped_retriever.search("工匠日是怎么设立的？", top_k=5), settings)
+    blocks = markdown.answer_blocks(answer, None, more=True)
+    for limit in range(200, 2000, 50):
+        assert not any(message.endswith("**出处：**") for message in markdown.pack(blocks, limit))
+
+
 def test_answers_render_with_numbered_citations_and_links(shipped_retriever: Retriever) -> None:
     settings = load_config(str(REPO / "config.toml")).answer
     answer = compose(shipped_retriever.search("工匠日是怎么设立的？", top_k=5), settings)

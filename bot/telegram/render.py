@@ -12,7 +12,7 @@ import html
 from collections.abc import Iterable, Sequence
 
 from bot.answer import Answer, Citation
-from bot.render import NOT_FOUND, POSSIBLY_RELATED, SOURCES
+from bot.render import NOT_FOUND, cut_point, sources_heading
 from bot.session import ParagraphView
 
 MESSAGE_LIMIT = 4096
@@ -21,8 +21,6 @@ TAGS = frozenset({"b", "i", "u", "s", "code", "pre", "blockquote", "tg-spoiler"}
 Run = tuple[str, tuple[str, ...]]  # text and the tags around it, outermost first
 Block = list[Run]
 
-_CUTS = ("\n", "。！？!?；;…", "，、,：: ")  # preferred cut points, best first
-_CLOSERS = "”’」』）)》"
 ELLIPSIS = "…"
 
 
@@ -117,22 +115,11 @@ def _fit(block: Block, limit: int, first: int) -> list[str]:
                 low = middle
             else:
                 high = middle - 1
-        end = low if low == len(text) else _cut(text, start, low)
+        end = low if low == len(text) else cut_point(text, start, low)
         if text[start:end].strip():
             pieces.append(to_html(_slice(block, start, end)))
         start = end
     return pieces
-
-
-def _cut(text: str, start: int, most: int) -> int:
-    """The best place to end a piece in text[start:most]: a line end, else a sentence end, else a comma."""
-    floor = start + (most - start) // 3  # cutting earlier than this leaves too short a piece
-    for marks in _CUTS:
-        for end in range(most, floor, -1):
-            last = text[end - 1]
-            if last in marks or (last in _CLOSERS and end - 2 >= start and text[end - 2] in marks):
-                return end
-    return most
 
 
 def answer_blocks(answer: Answer, total: int | None = None) -> list[Block]:
@@ -148,13 +135,9 @@ def answer_blocks(answer: Answer, total: int | None = None) -> list[Block]:
     if not answer.citations:
         blocks.append([plain("可以换个说法再问，或发送 /docs 查看收录了哪些讲话。")])
         return blocks
-    if answer.first_rank > 1:
-        last = answer.first_rank + len(answer.citations) - 1
-        heading = f"第 {answer.first_rank}–{last} 条结果" + (f"（共 {total} 条）：" if total else "：")
-    else:
-        heading = SOURCES if answer.found else POSSIBLY_RELATED
     cited = [citation_block(citation, answer.first_rank + citation.number - 1) for citation in answer.citations]
-    cited[0] = [styled(heading, "b"), plain("\n"), *cited[0]]  # the heading stays with what it heads
+    # the heading stays with what it heads
+    cited[0] = [styled(sources_heading(answer, total), "b"), plain("\n"), *cited[0]]
     return blocks + cited
 
 
@@ -209,7 +192,7 @@ def clip(block: Block, limit: int = MESSAGE_LIMIT) -> str:
             low = middle
         else:
             high = middle - 1
-    end = _cut(text, 0, low)
+    end = cut_point(text, 0, low)
     while end > 0 and text[end - 1].isspace():
         end -= 1
     return ending_at(end)
