@@ -8,13 +8,14 @@ another version of speechqa wrote it, or when the embedding model's files or wid
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from embeddings.errors import IndexError_, ModelUnavailable
 from embeddings.index.build import BuildReport, build_index, dictionary_hash
@@ -26,6 +27,9 @@ from embeddings.models.dense import Embedder, embedder_name, load_embedder, loca
 from embeddings.models.rerank import Reranker, load_reranker
 from embeddings.retrieval.retrieve import Retriever
 from embeddings.settings import EngineSettings
+
+if TYPE_CHECKING:
+    from embeddings.retrieval.retrieve import RemoteLegs
 
 logger = logging.getLogger(__name__)
 
@@ -215,27 +219,24 @@ def open_retriever(
     reranker, rerank_notice = resolve_reranker(settings, allow_network)
     notice = "; ".join(n for n in (pending_notice(stored), dense_notice, rerank_notice) if n)
     try:
-        return Retriever(
-            stored, settings, embedder, notice, reranker, remote=remote(stored, settings, progress)
-        ), report
+        return Retriever(stored, settings, embedder, notice, reranker, remote=remote(settings, progress)), report
     except IndexError_ as error:
         if report is not None:
             raise  # freshly built and still unreadable: rebuilding again would not help
         # The manifest checked out but a part does not load: rebuild, as for any other damage.
         report = build(str(error))
         stored = open_stored(index_root)
-        return Retriever(
-            stored, settings, embedder, notice, reranker, remote=remote(stored, settings, progress)
-        ), report
+        return Retriever(stored, settings, embedder, notice, reranker, remote=remote(settings, progress)), report
 
 
-def remote(stored: StoredIndex, settings: EngineSettings, progress: bool) -> Any:
-    """With `[backend] kind = "milvus"`: the collections brought in step with `stored`, and their searches."""
+def remote(settings: EngineSettings, progress: bool) -> RemoteLegs | None:
+    """With `[backend] kind = "milvus"`: what opens a retriever's searches in Milvus, its collections brought
+    in step with the retriever's index generation first."""
     if settings.backend.kind != "milvus":
         return None
     from embeddings.milvus.backend import remote_legs
 
-    return remote_legs(stored, settings, progress)
+    return functools.partial(remote_legs, settings=settings, progress=progress)
 
 
 def width_change(stored: StoredIndex, embedder: Embedder | None) -> str:

@@ -115,7 +115,7 @@ def test_same_hits_citations_and_abstention_as_the_local_index(hybrid_index: tup
     remote_settings = on_milvus(settings, str(root / "same.db"))
     from embeddings.engine import remote
 
-    milvus = Retriever(stored, remote_settings, embedder, remote=remote(stored, remote_settings, False))
+    milvus = Retriever(stored, remote_settings, embedder, remote=remote(remote_settings, False))
     assert local.mode == milvus.mode == "hybrid"
     questions = [q.question for q in load_questions(HELD_OUT)] + ["火星上有工会吗？", "量子计算机的原理是什么？"]
     answered = declined = 0

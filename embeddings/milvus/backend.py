@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import TYPE_CHECKING
 
 from embeddings.errors import SearchUnavailable
-from embeddings.index.store import StoredIndex
 from embeddings.milvus.client import Milvus
 from embeddings.milvus.legs import Locator, MilvusSentences, MilvusWords
 from embeddings.milvus.sync import InStep
 from embeddings.settings import BackendSettings, EngineSettings
+
+if TYPE_CHECKING:
+    from embeddings.retrieval.retrieve import Retriever
 
 logger = logging.getLogger(__name__)
 _clients: dict[tuple[str, str], Milvus] = {}
@@ -31,17 +34,16 @@ def milvus_for(backend: BackendSettings) -> Milvus:
 
 
 def remote_legs(
-    stored: StoredIndex, settings: EngineSettings, progress: bool = False
+    retriever: Retriever, settings: EngineSettings, progress: bool = False
 ) -> tuple[MilvusWords, MilvusSentences | None]:
-    """The candidate searches of `stored`'s passages and sentences, answered by its collections."""
+    """The candidate searches of `retriever`'s passages and sentences, answered by its collections."""
     milvus = milvus_for(settings.backend)
+    stored = retriever.stored
     ready = InStep(milvus, stored, settings)
     try:
         ready(progress)
     except SearchUnavailable as error:  # a server front-end starts anyway; the CLI says so at its search
         logger.info("%s; searches wait for it", error)
-    passages = stored.read_passages()
-    units = stored.read_units()
-    locator = Locator(passages, stored.read_speeches(), units)
-    sentences = MilvusSentences(milvus, locator, len(units), ready) if stored.manifest.get("dense") else None
-    return MilvusWords(milvus, locator, len(passages), ready), sentences
+    locator = Locator(retriever.passages, retriever.speeches, retriever.units)
+    sentences = MilvusSentences(milvus, locator, len(retriever.units), ready) if stored.manifest.get("dense") else None
+    return MilvusWords(milvus, locator, len(retriever.passages), ready), sentences

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +26,9 @@ from embeddings.text.tokenize import BIGRAM_PREFIX, load_stopwords, query_tokeni
 
 if TYPE_CHECKING:
     from embeddings.milvus.legs import MilvusSentences, MilvusWords
+
+    # Opens the Milvus searches over a retriever's own passages, speeches and units (`embeddings.milvus`).
+    RemoteLegs = Callable[["Retriever"], tuple[MilvusWords, MilvusSentences | None]]
 
 MAX_QUERY_CHARS = 2000
 CONFIDENCE_FROM_TOP = 3
@@ -67,7 +70,7 @@ class Retriever:
         notice: str = "",
         reranker: Reranker | None = None,
         *,
-        remote: tuple[MilvusWords, MilvusSentences | None] | None = None,
+        remote: RemoteLegs | None = None,
     ) -> None:
         self.stored = stored
         self.reranker = reranker
@@ -93,9 +96,9 @@ class Retriever:
         self.embedder = embedder if usable else None
         self.dense_weight = weight if usable else 0.0
         self.profile = _profile(settings, self.embedder)
-        self.remote_words = remote[0] if remote is not None else None
         self.sentences: SentenceVectors | None = None
-        self.remote_sentences = remote[1] if remote is not None and self.embedder is not None else None
+        self.remote_words: MilvusWords | None = None
+        self.remote_sentences: MilvusSentences | None = None
         if self.embedder is not None and remote is None:
             self.sentences = SentenceVectors.load(stored, self.embedder.name, self.embedder.dimension, len(self.units))
         counts = {len(self.passages), self.lexical.num_docs, int(stored.manifest["counts"]["passages"])}
@@ -107,6 +110,9 @@ class Retriever:
                 f"the index in {stored.directory} is inconsistent (row counts {sorted(counts)})", REBUILD_HINT
             )
         self.paragraphs = ParagraphMap.build(of_row, self.units)
+        if remote is not None:  # only once this generation is known whole: its rows are what Milvus is given
+            self.remote_words, sentences = remote(self)
+            self.remote_sentences = sentences if self.embedder is not None else None
 
     @property
     def mode(self) -> str:
