@@ -17,13 +17,13 @@ import itertools
 import json
 import random
 import re
-import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from embeddings.index.store import file_digest
 from embeddings.ingest.segment import statements
-from embeddings.models.e5file import sha256_file
+from embeddings.retrieval.evaluate import load_questions, scoring_form
 
 CMRC_SHA256 = "5497aa2f81908e31d6b0e27d99b1f90ab63a8f58fa92fffe5d17cf62eba0c212"
 _HEADING = re.compile(r"^(?:[一二三四五六七八九十]+、|（[一二三四五六七八九十]+）|\d+[.．、])\s*")
@@ -39,19 +39,14 @@ class Example:
     source: str
 
 
-def _normal(text: str) -> str:
-    return re.sub(r"\s+", "", unicodedata.normalize("NFKC", text))
-
-
 def evaluation_questions(paths: Iterable[Path]) -> set[str]:
-    """Every question of the evaluation sets, normalised: none of them may be a training query."""
-    found = set()
-    for path in paths:
-        if path.suffix == ".jsonl" and path.exists():
-            for line in path.read_text("utf-8").splitlines():
-                if line.strip():
-                    found.add(_normal(json.loads(line)["question"]))
-    return found
+    """Every question of the evaluation sets, in scoring form: none of them may be a training query."""
+    return {
+        scoring_form(question.question)
+        for path in paths
+        if path.suffix == ".jsonl" and path.exists()
+        for question in load_questions(path)
+    }
 
 
 def _sentences(text: str) -> list[tuple[int, int]]:
@@ -59,12 +54,12 @@ def _sentences(text: str) -> list[tuple[int, int]]:
 
 
 def _bigrams(text: str) -> list[str]:
-    text = _normal(text)
+    text = scoring_form(text)
     return [text[i : i + 2] for i in range(len(text) - 1)]
 
 
 def cmrc_examples(path: Path, rng: random.Random, expected_sha256: str | None = CMRC_SHA256) -> list[Example]:
-    if expected_sha256 is not None and sha256_file(path) != expected_sha256:
+    if expected_sha256 is not None and file_digest(path) != expected_sha256:
         raise ValueError(f"{path} is not the CMRC 2018 train file this recipe was measured on (SHA-256 differs)")
     articles = json.loads(path.read_text("utf-8"))["data"]
     rows: list[tuple[str, str, list[str], int]] = []  # question, positive, same-paragraph others, article
@@ -162,7 +157,7 @@ def training_examples(
     if reports is not None and report_share > 0:
         wanted = int(len(examples) * report_share / (1 - report_share))
         examples += report_examples(reports, rng)[:wanted]
-    excluded = {_normal(question) for question in excluded}
-    kept = [e for e in examples if _normal(e.query) not in excluded]
+    excluded = {scoring_form(question) for question in excluded}
+    kept = [e for e in examples if scoring_form(e.query) not in excluded]
     rng.shuffle(kept)
     return kept

@@ -28,8 +28,9 @@ import onnx
 from onnx import TensorProto, helper
 
 from embeddings.index.atomic import atomic_write_bytes, atomic_write_text, fsync_dir
+from embeddings.index.store import file_digest
 from embeddings.models.bundled import BUNDLED_MODEL
-from embeddings.models.e5file import E5File, Shape, bundled_model_path, sha256_file
+from embeddings.models.e5file import E5File, Shape, bundled_model_path
 from embeddings.models.trainedfolder import (
     BASE,
     ENCODER,
@@ -77,12 +78,12 @@ def write_model_folder(
             "version": MODEL_VERSION,
             "base": {
                 "file": BASE,
-                "sha256": sha256_file(base.path),
+                "sha256": file_digest(base.path),
                 "bytes": base.path.stat().st_size,
                 "header_sha256": base_header_sha256(base),  # what a start checks, with the size
             },
             "files": {
-                file: {"sha256": sha256_file(staging / file), "bytes": (staging / file).stat().st_size}
+                file: {"sha256": file_digest(staging / file), "bytes": (staging / file).stat().st_size}
                 for file in (ENCODER, WEIGHTS)
             },
             "dimension": base.shape.hidden,

@@ -24,7 +24,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm import tqdm
 
-from embeddings.models.e5file import E5File, bundled_model_path, sha256_file
+from embeddings.index.store import file_digest
+from embeddings.models.e5file import E5File, bundled_model_path
 from embeddings.models.e5tokens import PASSAGE_PREFIX, QUERY_PREFIX, E5Tokenizer
 from training.data import Example, evaluation_questions, training_examples
 from training.model import build_encoder, embed, freeze_below
@@ -218,11 +219,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     _write_json(
         run.folder / "data.json",
         {
-            "cmrc_sha256": sha256_file(args.cmrc),
-            "reports": {p.name: sha256_file(p) for p in sorted(args.reports.glob("*.txt"))}
+            "cmrc_sha256": file_digest(args.cmrc),
+            "reports": {p.name: file_digest(p) for p in sorted(args.reports.glob("*.txt"))}
             if args.reports.exists()
             else {},
-            "base_sha256": sha256_file(source.path),
+            "base_sha256": file_digest(source.path),
             "examples": len(examples),
             "device": str(device),
         },

