@@ -20,6 +20,7 @@ from urllib.parse import quote
 import aiohttp
 
 from bot.inbox import Refused, Unreachable
+from bot.platform_api import PlatformApi
 from bot.replies import Incoming
 
 logger = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ def link(label: str, says: str) -> str:
     return f"[{label}](dtmd://dingtalkclient/sendMessage?content={quote(says)})"
 
 
-class WebhookOutbox:
+class WebhookOutbox(PlatformApi):
     """Replies through each message's session webhook, or the robot API once that has expired.
 
     With aiohttp, which dingtalk-stream brings. The robot API (`/v1.0/robot/oToMessages/batchSend`
@@ -66,21 +67,6 @@ class WebhookOutbox:
     longer than the webhook lives; it needs the app's access token and the 企业内机器人发送消息权限
     permission.
     """
-
-    def __init__(self, endpoint: str, client_id: str, secret: str, timeout: float = 10.0) -> None:
-        self.endpoint, self.client_id, self._secret = endpoint.rstrip("/"), client_id, secret
-        self.timeout = aiohttp.ClientTimeout(total=None, connect=timeout, sock_read=timeout)
-        self._session: aiohttp.ClientSession | None = None
-        self._token: tuple[str, float] = ("", 0.0)  # access token, and when to fetch a new one
-
-    def __repr__(self) -> str:  # never the secret
-        return f"WebhookOutbox({self.endpoint!r}, {self.client_id!r})"
-
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None:  # made on the running loop, at the first reply
-            self._session = aiohttp.ClientSession(timeout=self.timeout)
-        return self._session
 
     async def send(self, incoming: Incoming, text: str, part: int) -> None:
         webhook = incoming.payload.get("sessionWebhook")
@@ -95,33 +81,20 @@ class WebhookOutbox:
 
     async def _robot_api(self, incoming: Incoming, text: str) -> tuple[str, dict[str, Any], dict[str, str]]:
         """The robot API's request for a reply to `incoming`: to the user, or to the group."""
-        robot = str(incoming.payload.get("robotCode") or self.client_id)
+        robot = str(incoming.payload.get("robotCode") or self.app_id)
         message = {
             "msgKey": "sampleMarkdown",
             "msgParam": json.dumps({"title": TITLE, "text": text}),
             "robotCode": robot,
         }
-        headers = {"x-acs-dingtalk-access-token": await self._access_token()}
+        credentials = {"appKey": self.app_id, "appSecret": self._secret}
+        token = await self.token("/v1.0/oauth2/accessToken", credentials, "accessToken", "expireIn")
+        headers = {"x-acs-dingtalk-access-token": token}
         if incoming.private:
             url, body = "/v1.0/robot/oToMessages/batchSend", {**message, "userIds": [incoming.user_id]}
         else:
             url, body = "/v1.0/robot/groupMessages/send", {**message, "openConversationId": incoming.chat_id}
-        return self.endpoint + url, body, headers
-
-    async def _access_token(self) -> str:
-        token, renew_at = self._token
-        if token and time.monotonic() < renew_at:
-            return token
-        body = {"appKey": self.client_id, "appSecret": self._secret}
-        try:
-            async with self.session.post(f"{self.endpoint}/v1.0/oauth2/accessToken", json=body) as response:
-                status, answer = response.status, await response.text()
-            found = json.loads(answer) if status == 200 else {}
-            token, lives = str(found["accessToken"]), float(found.get("expireIn", 7200))
-        except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError) as error:
-            raise Unreachable(f"no access token ({type(error).__name__})") from None
-        self._token = (token, time.monotonic() + lives - 300)
-        return token
+        return self.base + url, body, headers
 
     async def _post(self, url: str, body: dict[str, Any], headers: dict[str, str]) -> None:
         try:
@@ -144,7 +117,3 @@ class WebhookOutbox:
             raise Unreachable(f"errcode {code}")
         if code:
             raise Refused(f"errcode {code}")
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()

@@ -12,13 +12,13 @@ import hashlib
 import json
 import logging
 import re
-import time
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 
 from bot.inbox import Refused, Unreachable
+from bot.platform_api import PlatformApi
 from bot.replies import Incoming
 
 logger = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ def card(text: str, mention: str = "") -> str:
     return json.dumps(body, ensure_ascii=False)
 
 
-class CardOutbox:
+class CardOutbox(PlatformApi):
     """Replies to each message with cards, over one kept-alive aiohttp session.
 
     The tenant token and the reply are two plain HTTPS calls (as the SDK makes them), not the SDK's
@@ -75,21 +75,6 @@ class CardOutbox:
     holds while `lark-oapi` (about 3 s to import) is still loading.
     """
 
-    def __init__(self, domain: str, app_id: str, secret: str, timeout: float = 10.0) -> None:
-        self.domain, self.app_id, self._secret = domain.rstrip("/"), app_id, secret
-        self.timeout = aiohttp.ClientTimeout(total=None, connect=timeout, sock_read=timeout)
-        self._session: aiohttp.ClientSession | None = None
-        self._token: tuple[str, float] = ("", 0.0)  # tenant token, and when to fetch a new one
-
-    def __repr__(self) -> str:  # never the secret
-        return f"CardOutbox({self.domain!r}, {self.app_id!r})"
-
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None:  # made on the running loop, at the first call
-            self._session = aiohttp.ClientSession(timeout=self.timeout)
-        return self._session
-
     async def send(self, incoming: Incoming, text: str, part: int) -> None:
         uuid = hashlib.blake2b(f"{incoming.message_id}:{part}".encode(), digest_size=16).hexdigest()
         body = {
@@ -97,7 +82,7 @@ class CardOutbox:
             "msg_type": "interactive",
             "uuid": uuid,
         }
-        url = f"{self.domain}/open-apis/im/v1/messages/{quote(incoming.message_id, safe='')}/reply"
+        url = f"{self.base}/open-apis/im/v1/messages/{quote(incoming.message_id, safe='')}/reply"
         try:
             async with self.session.post(url, json=body, headers=await self._headers()) as response:
                 status, answer = response.status, await response.text()
@@ -114,29 +99,16 @@ class CardOutbox:
     async def bot_open_id(self) -> str:
         """The bot's own open id, to tell an @-mention of it from one of someone else ("" when it cannot be had)."""
         try:
-            async with self.session.get(f"{self.domain}/open-apis/bot/v3/info", headers=await self._headers()) as got:
+            async with self.session.get(f"{self.base}/open-apis/bot/v3/info", headers=await self._headers()) as got:
                 return str(json.loads(await got.text())["bot"]["open_id"])
         except (Unreachable, aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError) as error:
             logger.warning("could not learn the bot's open id (%s); every @-mention in a group counts", error)
             return ""
 
     async def _headers(self) -> dict[str, str]:
-        token, renew_at = self._token
-        if not token or time.monotonic() >= renew_at:
-            body = {"app_id": self.app_id, "app_secret": self._secret}
-            url = f"{self.domain}/open-apis/auth/v3/tenant_access_token/internal"
-            try:
-                async with self.session.post(url, json=body) as response:
-                    found = json.loads(await response.text())
-                token, lives = str(found["tenant_access_token"]), float(found.get("expire", 7200))
-            except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError) as error:
-                raise Unreachable(f"no tenant token ({type(error).__name__})") from None
-            self._token = (token, time.monotonic() + lives - 300)
-        return {"Authorization": f"Bearer {token}"}
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        body = {"app_id": self.app_id, "app_secret": self._secret}
+        path = "/open-apis/auth/v3/tenant_access_token/internal"
+        return {"Authorization": f"Bearer {await self.token(path, body, 'tenant_access_token', 'expire')}"}
 
 
 def _code(answer: str) -> tuple[int, str]:
