@@ -143,6 +143,22 @@ def _kb(pid: int, field: str, name: str) -> int:
     return 0
 
 
+def warm_ms(retriever: Any, questions_file: Path, count: int) -> dict[str, float]:
+    """p50 and p95 of the first `count` questions of `questions_file`, each searched alone after ten untimed."""
+    lines = questions_file.read_text("utf-8").splitlines()[:count]
+    questions = [json.loads(line)["question"] for line in lines]
+    for question in questions[:10]:
+        retriever.search(question)
+    latencies = []
+    for question in questions:
+        started = time.perf_counter()
+        retriever.search(question)
+        latencies.append((time.perf_counter() - started) * 1000)
+    latencies.sort()
+    p50, p95 = latencies[len(latencies) // 2], latencies[int(0.95 * (len(latencies) - 1))]
+    return {"p50": round(p50, 2), "p95": round(p95, 2)}
+
+
 def warm_and_jieba(config: Path) -> dict[str, Any]:
     """Warm search latency in this process, then jieba alone on the index's passages, one core."""
     import jieba
@@ -153,16 +169,7 @@ def warm_and_jieba(config: Path) -> dict[str, Any]:
     settings = load_config(str(config))
     retriever, report = open_retriever(settings.corpus_path, settings.index_path, settings.engine)
     assert report is None, "the index should have been fresh"
-    lines = QUESTIONS.read_text("utf-8").splitlines()[:WARM_QUESTIONS]
-    questions = [json.loads(line)["question"] for line in lines]
-    for question in questions[:10]:
-        retriever.search(question)
-    latencies = []
-    for question in questions:
-        started = time.perf_counter()
-        retriever.search(question)
-        latencies.append((time.perf_counter() - started) * 1000)
-    latencies.sort()
+    warm = warm_ms(retriever, QUESTIONS, WARM_QUESTIONS)
     segmenter = jieba.Tokenizer()
     segmenter.initialize()
     # The issue's yardstick: jieba.lcut on the speeches' text. Also on the passages (the build cuts
@@ -180,10 +187,7 @@ def warm_and_jieba(config: Path) -> dict[str, Any]:
         timings[name] = round((time.perf_counter() - started) * step, 1)
     return {
         "passages": len(retriever.passages),
-        "warm_ms": {
-            "p50": round(latencies[len(latencies) // 2], 2),
-            "p95": round(latencies[int(0.95 * (len(latencies) - 1))], 2),
-        },
+        "warm_ms": warm,
         "jieba": {**timings, "sampled_every": step, "speech_chars": sum(map(len, speeches)) * step},
     }
 

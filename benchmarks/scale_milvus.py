@@ -10,7 +10,6 @@ in a child process on this machine: its figures are its own, not a server's or a
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import statistics
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.coldstart import to_toml
-from benchmarks.scale import watched
+from benchmarks.scale import warm_ms, watched
 
 COLD_RUNS = 3
 WRITTEN = re.compile(r"(\d+) speech\(es\) written \((\d+) rows\) in ([0-9.]+) s")
@@ -68,21 +67,7 @@ def milvus_figures(config: Path, corpus: Path, questions_file: Path, warm_questi
         }
         settings = load_config(str(on_milvus))
         retriever, _ = open_retriever(settings.corpus_path, settings.index_path, settings.engine)
-        asked = [
-            json.loads(line)["question"] for line in questions_file.read_text("utf-8").splitlines()[:warm_questions]
-        ]
-        for text in asked[:10]:
-            retriever.search(text)
-        latencies = []
-        for text in asked:
-            started = time.perf_counter()
-            retriever.search(text)
-            latencies.append((time.perf_counter() - started) * 1000)
-        latencies.sort()
-        figures["warm_ms"] = {
-            "p50": round(latencies[len(latencies) // 2], 2),
-            "p95": round(latencies[int(0.95 * (len(latencies) - 1))], 2),
-        }
+        figures["warm_ms"] = warm_ms(retriever, questions_file, warm_questions)
     finally:
         extra.unlink()
     figures["disk_mb"] = round(sum(p.stat().st_size for p in lite.rglob("*") if p.is_file()) / 2**20, 1)
