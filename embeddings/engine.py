@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from embeddings.errors import IndexError_, ModelUnavailable
-from embeddings.index.build import BuildReport, build_index, dictionary_hash
+from embeddings.index.build import BuildReport, build_index
 from embeddings.index.generations import build_running
 from embeddings.index.store import OutdatedIndex, StoredIndex, open_stored
-from embeddings.ingest.corpus import load_corpus, speech_files
+from embeddings.index.wordsbuild import dictionary_hash
+from embeddings.ingest.corpus import Corpus, load_corpus, speech_files
 from embeddings.models.bundled import BUNDLED_MODEL, BundledEmbedder, unsupported_reason
 from embeddings.models.dense import Embedder, embedder_name, load_embedder, locate_model, model_fingerprint
 from embeddings.models.rerank import Reranker, load_reranker
@@ -47,6 +48,8 @@ class IndexStatus:
     reason: str
     stored: StoredIndex | None = None
     dense_pending: bool = False  # words only for now: a running build is embedding for the planned model
+    # The corpus as read to find it changed, and its files' fingerprint taken before: a rebuild need not read it again.
+    corpus: tuple[str, Corpus] | None = None
 
 
 def corpus_fingerprint(root: Path) -> str:
@@ -86,11 +89,12 @@ def index_status(corpus_root: Path, index_root: Path, settings: EngineSettings, 
         return IndexStatus(
             IndexState.STALE, f"the embedding model changed: the files of {dense_model} differ from the index's", stored
         )
-    if manifest.get("corpus_fingerprint") != corpus_fingerprint(corpus_root):
-        corpus = load_corpus(corpus_root, settings.segment)
-        if corpus.content_hash != manifest.get("corpus_hash"):
-            return IndexStatus(IndexState.STALE, "the speeches changed since the index was built", stored)
-    return IndexStatus(IndexState.FRESH, "up to date", stored, dense_pending=pending)
+    read = None
+    if manifest.get("corpus_fingerprint") != (fingerprint := corpus_fingerprint(corpus_root)):
+        read = fingerprint, load_corpus(corpus_root, settings.segment)
+        if read[1].content_hash != manifest.get("corpus_hash"):
+            return IndexStatus(IndexState.STALE, "the speeches changed since the index was built", stored, corpus=read)
+    return IndexStatus(IndexState.FRESH, "up to date", stored, dense_pending=pending, corpus=read)
 
 
 def pending_model(stored: StoredIndex) -> str | None:
@@ -154,11 +158,12 @@ def rebuild(
     note: str,
     progress: bool,
     on_start: Callable[[], None] | None = None,
+    read: tuple[str, Corpus] | None = None,
 ) -> BuildReport:
-    """Read the corpus and build its index; `on_start` hears when the corpus has loaded and the build begins."""
+    """Read the corpus (unless `read` holds it and its fingerprint) and build its index; `on_start` hears when
+    the corpus has loaded and the build begins."""
     # Fingerprint before reading: a file edited during the build then shows up as changed next time.
-    fingerprint = corpus_fingerprint(corpus_root)
-    corpus = load_corpus(corpus_root, settings.segment)
+    fingerprint, corpus = read or (corpus_fingerprint(corpus_root), load_corpus(corpus_root, settings.segment))
     if on_start is not None:
         on_start()
     return build_index(
@@ -198,7 +203,7 @@ def open_retriever(
     if not needs_build and status.stored is not None and (changed := width_change(status.stored, embedder)):
         needs_build, reason = True, changed
 
-    def build(why: str) -> BuildReport:
+    def build(why: str, read: tuple[str, Corpus] | None = None) -> BuildReport:
         def announce() -> None:  # only once the corpus has loaded: a missing corpus is an error, not a build
             logger.info("building the index: %s", why)
             if on_rebuild is not None:
@@ -212,9 +217,10 @@ def open_retriever(
             note=dense_notice,
             progress=progress,
             on_start=announce,
+            read=read,
         )
 
-    report = build(reason) if needs_build else None
+    report = build(reason, status.corpus) if needs_build else None
     stored = open_stored(index_root) if report is not None or status.stored is None else status.stored
     reranker, rerank_notice = resolve_reranker(settings, allow_network)
     notice = "; ".join(n for n in (pending_notice(stored), dense_notice, rerank_notice) if n)

@@ -17,7 +17,7 @@ import pytest
 
 from embeddings.engine import IndexState, IndexStatus, index_status, open_retriever, pending_notice, rebuild
 from embeddings.errors import IndexError_
-from embeddings.index import bm25build, build, densebuild, store
+from embeddings.index import bm25build, densebuild, store, wordsbuild
 from embeddings.index.lexical import LexicalIndex
 from embeddings.index.store import open_stored
 from embeddings.index.units import corpus_units
@@ -59,7 +59,7 @@ def test_the_streamed_bm25_arrays_equal_bm25s_on_the_shipped_corpus(tmp_path, mo
 
     # Chunks of 7 passages, on two workers: boundaries and order across processes are exercised too.
     monkeypatch.setattr(bm25build, "CHUNK_PASSAGES", 7)
-    monkeypatch.setattr(build, "CHUNK_PASSAGES", 7)
+    monkeypatch.setattr(wordsbuild, "CHUNK_PASSAGES", 7)
     monkeypatch.setattr(bm25build.os, "cpu_count", lambda: workers)
     report = rebuild(SPEECHES, tmp_path / "index", config.engine, embedder=None, note="", progress=False)
     index = LexicalIndex.load(report.directory / "lexical")

@@ -41,6 +41,7 @@ pytest.importorskip("milvus_lite", reason='Milvus Lite is not installed: pip ins
 
 from embeddings.milvus import sync as milvus_sync
 from embeddings.milvus.backend import milvus_for
+from embeddings.milvus.schema import META_KEY
 
 HELD_OUT = REPO / "benchmarks" / "questions" / "speeches-heldout.jsonl"
 QUESTION = "工匠日是怎么设立的？"
@@ -206,6 +207,38 @@ def test_an_interrupted_write_resumes_with_the_speeches_it_had_not_finished(
     resumed = milvus_sync.sync(milvus, retriever.stored, settings)
     assert (resumed.written, resumed.kept, resumed.recreated) == (2, 1, False)
     assert milvus_sync.in_step(milvus, retriever.stored)
+    assert _count(settings.backend.uri, "t_passages") == len(retriever.passages)
+
+
+def test_rows_written_before_a_crash_are_replaced_on_resuming_not_doubled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pymilvus import MilvusClient
+
+    corpus = _corpus_with_third_speech(tmp_path)
+    config = make_config(corpus, tmp_path / "index")
+    retriever, _ = open_retriever(corpus, tmp_path / "index", config.engine)
+    settings = on_milvus(config.engine, str(tmp_path / "crash.db"))
+    milvus = milvus_for(settings.backend)
+    monkeypatch.setattr(milvus_sync, "BATCH_ROWS", 1)  # one speech per batch
+    real_upsert = MilvusClient.upsert
+    finished: list[str] = []
+
+    def dies_before_the_second_record(self: Any, collection: str, rows: list[dict[str, Any]], **kw: Any) -> Any:
+        """The rows of the second speech are in, its finished record is not: a kill at the worst moment."""
+        if collection == "t_speeches" and rows[0]["digest"] != milvus_sync.PENDING and rows[0]["speech"] != META_KEY:
+            if finished:
+                raise RuntimeError("killed")
+            finished.append(rows[0]["speech"])
+        return real_upsert(self, collection, rows, **kw)
+
+    monkeypatch.setattr(MilvusClient, "upsert", dies_before_the_second_record)
+    with pytest.raises(SearchUnavailable):
+        milvus_sync.sync(milvus, retriever.stored, settings)
+    assert _count(settings.backend.uri, "t_passages") > len(retriever.speeches.passage_rows(finished[0]))
+    monkeypatch.setattr(MilvusClient, "upsert", real_upsert)
+    resumed = milvus_sync.sync(milvus, retriever.stored, settings)
+    assert (resumed.written, resumed.kept) == (2, 1)
     assert _count(settings.backend.uri, "t_passages") == len(retriever.passages)
 
 

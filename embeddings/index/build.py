@@ -6,36 +6,33 @@ index is sealed and served first, and the finished one replaces it.
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
+import functools
+import gc
 import logging
-import shutil
-from collections.abc import Callable, Iterator, Sequence
+import multiprocessing
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
-from embeddings.index.bm25build import CHUNK_PASSAGES, Spill, assemble, tokenised_chunks
 from embeddings.index.densebuild import build_dense
 from embeddings.index.generations import build_lock, commit_generation, new_generation, successor
 from embeddings.index.lazycorpus import write_passages, write_speeches
-from embeddings.index.lexical import write_meta
-from embeddings.index.ondisk import write_strings
-from embeddings.index.store import INDEX_FORMAT, LEXICAL_FILES, PARAGRAPHS_FILE, UNITS_FILE
-from embeddings.index.units import Units, corpus_units
+from embeddings.index.store import INDEX_FORMAT, PARAGRAPHS_FILE, UNITS_FILE
+from embeddings.index.units import Units, unit_table, unit_texts
+from embeddings.index.wordsbuild import build_words, dictionary_hash, reusable
 from embeddings.ingest.corpus import Corpus, Problem
 from embeddings.models.dense import Embedder
-from embeddings.passage import Passage
 from embeddings.retrieval.paragraphs import paragraph_ids
 from embeddings.settings import EngineSettings
-from embeddings.text.tokenize import load_stopwords, passage_tokenizer, write_query_dictionary
+from embeddings.text.tokenize import BIGRAM_PREFIX, load_stopwords, write_query_dictionary
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
-SCRATCH = ".scratch"  # the tokenised chunks, inside the generation being built; removed before it is sealed
+SEPARATE_FROM_PASSAGES = 20_000  # from this size the corpus files are written by a process of their own
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,14 +44,7 @@ class BuildReport:
     dense_weight: float | None
     problems: tuple[Problem, ...] = ()  # files of the corpus that could not be indexed, with why
     units: int = 0  # sentence units: what the dense side embeds
-
-
-def dictionary_hash(settings: EngineSettings) -> str:
-    digest = hashlib.sha256()
-    for name in (settings.lexical.user_dict, settings.lexical.stopwords, settings.lexical.question_frames):
-        path = Path(name)
-        digest.update(path.read_bytes() if path.is_file() else b"-")
-    return digest.hexdigest()[:16]
+    cut: int = 0  # passages cut into words; the others' tokens came from the previous generation
 
 
 def build_index(
@@ -70,21 +60,22 @@ def build_index(
     """Write a complete new generation for `corpus` and switch it live; the old one serves until then."""
     lexical_settings = settings.lexical
     with build_lock(root):
+        previous = reusable(root, settings)
         directory = new_generation(root)
-        vocabulary, corpus_words, (units, unit_texts) = _build_lexical(
-            corpus.passages,
-            settings,
-            directory / "lexical",
-            progress,
-            meanwhile=lambda: _write_corpus(corpus, directory, settings.segment.max_chars),
-        )
-        # Question words too, so "哪一天" is cut whole (and dropped as a stop word), not into 哪 + 一天.
+        write = functools.partial(_write_corpus, corpus, directory, settings.segment.max_chars)
+        with alongside(write, separate=len(corpus.passages) >= SEPARATE_FROM_PASSAGES):
+            names, cut = build_words(corpus.passages, settings, directory / "lexical", progress, previous)
+        units = Units(np.load(directory / UNITS_FILE, allow_pickle=False))
+        # The corpus's words are its tokens less the bigrams (stop words and punctuation are never
+        # tokens); question words too, so "哪一天" is cut whole (and dropped as a stop word), not into 哪 + 一天.
+        corpus_words = {name for name in names if not name.startswith(BIGRAM_PREFIX)}
         question_words = load_stopwords(Path(lexical_settings.stopwords)) | load_stopwords(
             Path(lexical_settings.question_frames)
         )
         write_query_dictionary(
             directory / "query_dict.txt", corpus_words | question_words, Path(lexical_settings.user_dict)
         )
+        vocabulary = len(names)
 
         dense: dict[str, Any] | None = None
         embedded = reused = 0
@@ -104,7 +95,7 @@ def build_index(
                 settings,
                 corpus.passages,
                 units=units,
-                unit_texts=unit_texts,
+                unit_texts=unit_texts(units, corpus.passages, corpus.speeches),
                 embedder=embedder,
                 root=root,
                 directory=directory,
@@ -115,55 +106,55 @@ def build_index(
             weight = dense["weight"] if configured == "auto" else float(configured)
         commit_generation(root, directory, {**manifest, "dense": dense})
     passages = len(corpus.passages)
-    logger.info("index built in %s: %d passages, %d embedded, %d reused", directory, passages, embedded, reused)
-    return BuildReport(directory, passages, embedded, reused, weight, corpus.problems, len(units))
+    logger.info(
+        "index built in %s: %d passages (%d cut into words), %d embedded, %d reused",
+        *(directory, passages, cut, embedded, reused),
+    )
+    return BuildReport(directory, passages, embedded, reused, weight, corpus.problems, len(units), cut)
 
 
-def _write_corpus(corpus: Corpus, directory: Path, max_chars: int) -> tuple[Units, list[str]]:
+def _write_corpus(corpus: Corpus, directory: Path, max_chars: int) -> None:
     """Passages, speeches, paragraph numbers and sentence units: what readers need besides BM25."""
     write_passages(directory, corpus.passages)
     write_speeches(directory, corpus.speeches, corpus.passages)
     np.save(directory / PARAGRAPHS_FILE, paragraph_ids(corpus.passages), allow_pickle=False)
-    units, unit_texts = corpus_units(corpus.passages, corpus.speeches, max_chars)
+    units = unit_table(corpus.passages, corpus.speeches, max_chars)
     np.save(directory / UNITS_FILE, units.table, allow_pickle=False)
-    return units, unit_texts
 
 
-def _build_lexical(
-    passages: Sequence[Passage], settings: EngineSettings, out: Path, progress: bool, meanwhile: Callable[[], T]
-) -> tuple[int, set[str], T]:
-    """The BM25 arrays of `passages` in `out`, tokenised in chunks on every core.
+@contextlib.contextmanager
+def alongside(job: Callable[[], None], separate: bool) -> Iterator[None]:
+    """`job` run in a forked process while the body runs, on another core, and waited for after it.
 
-    Returns the vocabulary's size, the jieba words of the corpus and what `meanwhile()` returned:
-    it runs once the workers are busy, as this process would otherwise only wait for them.
+    Inline first when not `separate`: forking costs more than a small corpus's job. The job's error
+    is raised here; an error of the body stops the job.
     """
-    lexical = settings.lexical
-    paths = Path(lexical.user_dict), Path(lexical.stopwords)
-    passage_tokenizer(*paths, lexical.bigrams, len(passages))  # loaded once here, inherited by the workers
+    if not separate:
+        job()
+        yield
+        return
+    gc.freeze()  # the child leaves the parent's objects alone, so their pages stay shared
+    try:
+        pool = multiprocessing.get_context("fork").Pool(1, initializer=_adopt, initargs=(job,))
+    finally:
+        gc.unfreeze()
+    with pool:
+        result = pool.apply_async(_run_adopted)
+        yield
+        result.get()
 
-    def tokenizer() -> Callable[[str], tuple[list[str], list[str]]]:
-        return passage_tokenizer(*paths, lexical.bigrams, len(passages)).tokens_and_words
 
-    def chunks() -> Iterator[list[str]]:
-        for first in range(0, len(passages), CHUNK_PASSAGES):
-            yield [p.search_text for p in passages[first : first + CHUNK_PASSAGES]]
+_adopted: Callable[[], None] | None = None  # the job of a process `alongside` forked
 
-    out.mkdir(parents=True)
-    spill = Spill(out / SCRATCH)
-    spill.directory.mkdir()
-    done: list[T] = []
-    with tqdm(total=len(passages), desc="tokenising", unit="passage", disable=not progress, leave=False) as bar:
-        for chunk in tokenised_chunks(chunks(), tokenizer, len(passages)):
-            spill.add(chunk)
-            bar.update(len(chunk[5]))
-            if not done:
-                done.append(meanwhile())
-    result = done[0] if done else meanwhile()
-    names, _ = assemble(spill, out, lexical.k1, lexical.b)
-    write_strings(out / LEXICAL_FILES[3], names)
-    write_meta(out, len(passages))
-    shutil.rmtree(spill.directory)
-    return len(names), spill.words, result
+
+def _adopt(job: Callable[[], None]) -> None:
+    global _adopted
+    _adopted = job
+
+
+def _run_adopted() -> None:
+    assert _adopted is not None
+    _adopted()
 
 
 def _manifest(

@@ -7,6 +7,7 @@
     INDEX_DIR/gen-*/paragraphs.npy  passage row → paragraph number in the index
     INDEX_DIR/gen-*/speeches.jsonl  cleaned speech texts, for whole paragraphs and offsets (ids sorted beside)
     INDEX_DIR/gen-*/lexical/, query_dict.txt, dense.faiss
+    INDEX_DIR/gen-*/tokens/         each passage's tokens and counts, for the next build to reuse
     INDEX_DIR/cache/             embeddings by sentence content hash (survive rebuilds)
 
 A build writes a new generation completely and only then points CURRENT at it (`generations`);
@@ -34,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from embeddings.errors import REBUILD_HINT, IndexError_
+from embeddings.index.forward import FORWARD_FILES
 from embeddings.index.ondisk import mapped
 
 if TYPE_CHECKING:
@@ -46,8 +48,9 @@ if TYPE_CHECKING:
 # format is then stale and rebuilt. The package version is recorded but not compared, on purpose:
 # most releases change the bot, not the index, and each needless rebuild re-embeds the corpus.
 # 4: offsets beside the JSONL files, sorted vocabulary, paragraphs.npy; 5: speech_passages.npy;
-# 6: the front matter (subtitle, date, speaker) is paragraph 0, with passages and sentence units of its own.
-INDEX_FORMAT = 6
+# 6: the front matter (subtitle, date, speaker) is paragraph 0, with passages and sentence units of its own;
+# 7: each passage's tokens (tokens/), reused by the next build.
+INDEX_FORMAT = 7
 CURRENT = "CURRENT"
 MANIFEST = "manifest.json"
 LEXICAL_FILES = (
@@ -72,6 +75,7 @@ REQUIRED_FILES = (
     UNITS_FILE,
     PARAGRAPHS_FILE,
     *(f"lexical/{n}" for n in LEXICAL_FILES),
+    *FORWARD_FILES,
 )
 # An index whose files add up to less is hashed whole on every load (the shipped corpus: ~2 MB, a few ms).
 DIGEST_ON_LOAD_BYTES = 64 * 1024 * 1024

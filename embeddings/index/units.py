@@ -36,7 +36,13 @@ class Units:
 
 
 def corpus_units(passages: Sequence[Passage], speeches: Sequence[Speech], max_chars: int) -> tuple[Units, list[str]]:
-    """Every sentence unit of every paragraph that has passages, in corpus order, with its text.
+    """Every sentence unit of every paragraph that has passages, in corpus order, with its text."""
+    units = unit_table(passages, speeches, max_chars)
+    return units, unit_texts(units, passages, speeches)
+
+
+def unit_table(passages: Sequence[Passage], speeches: Sequence[Speech], max_chars: int) -> Units:
+    """Every sentence unit of every paragraph that has passages, in corpus order.
 
     Passages with no speech behind them (an index of bare passages, as the benchmarks build) are
     cut into units of their own text.
@@ -45,13 +51,11 @@ def corpus_units(passages: Sequence[Passage], speeches: Sequence[Speech], max_ch
     for row, passage in enumerate(passages):
         rows_of.setdefault((passage.speech_id, passage.paragraph_no), []).append(row)
     entries: list[tuple[int, int, int]] = []
-    texts: list[str] = []
     known = {speech.speech_id for speech in speeches}
     for row, passage in enumerate(passages):
         if passage.speech_id not in known:
             for start, end in _unit_spans(passage.text, statements(passage.text), max_chars):
                 entries.append((row, passage.start + start, passage.start + end))
-                texts.append(passage.text[start:end].strip())
     for speech in speeches:
         for paragraph in speech.indexed_paragraphs:  # the front matter's lines are sentences too
             rows = rows_of.get((speech.speech_id, paragraph.number))
@@ -61,9 +65,20 @@ def corpus_units(passages: Sequence[Passage], speeches: Sequence[Speech], max_ch
             for start, end in _unit_spans(body, paragraph_statements(body, paragraph.number), max_chars):
                 absolute = (paragraph.start + start, paragraph.start + end)
                 entries.append((_holder(passages, rows, *absolute), *absolute))
-                texts.append(body[start:end].strip())
-    table = np.array(entries, dtype=np.int64).reshape(-1, 3)
-    return Units(table), texts
+    return Units(np.array(entries, dtype=np.int64).reshape(-1, 3))
+
+
+def unit_texts(units: Units, passages: Sequence[Passage], speeches: Sequence[Speech]) -> list[str]:
+    """The text of each unit: its stretch of the speech, or of the bare passage that holds it."""
+    by_id = {speech.speech_id: speech for speech in speeches}
+    texts = []
+    for row, start, end in units.table.tolist():
+        passage = passages[row]
+        speech = by_id.get(passage.speech_id)
+        # A bare passage's units are numbered as if it began at its `start` (where it sits in its document).
+        text, shift = (passage.text, passage.start) if speech is None else (speech.text, 0)
+        texts.append(text[start - shift : end - shift].strip())
+    return texts
 
 
 def _unit_spans(body: str, sentences: list[tuple[int, int]], max_chars: int) -> list[tuple[int, int]]:

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import multiprocessing
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 from embeddings.errors import CorpusError, UnreadableSpeech
 from embeddings.ingest.load import SUPPORTED_SUFFIXES, UNSUPPORTED_FORMATS, read_document
-from embeddings.ingest.segment import segment_speech
+from embeddings.ingest.segment import Span, passage_spans, passages_at, segment_speech
 from embeddings.ingest.structure import build_speech
 from embeddings.passage import Passage, Speech
 from embeddings.settings import SegmentSettings
@@ -47,6 +49,8 @@ class Corpus:
 
 
 _LISTED_SUFFIXES = (*SUPPORTED_SUFFIXES, *UNSUPPORTED_FORMATS)
+# Files per worker process from which a corpus is read on every core: a pool costs ~50 ms to start.
+PARALLEL_FROM_FILES = 100
 
 
 def walk_corpus(root: Path) -> Iterator[tuple[Path, str]]:
@@ -97,45 +101,84 @@ def load_corpus(root: Path, settings: SegmentSettings) -> Corpus:
         raise CorpusError(f"corpus folder {root} does not exist", "put .txt, .md or .docx speeches there")
     if not root.is_dir():
         raise CorpusError(f"corpus path {root} is not a folder", "point [corpus] path at a folder")
+    files = list(walk_corpus(root))
+    readable = [path for path, loop in files if not loop]
+    sources = [path.relative_to(root).as_posix() for path in readable]
+    outcomes = _read_all(list(zip(readable, _speech_ids(root, readable), sources, strict=True)), settings)
     speeches: list[Speech] = []
+    passages: list[list[Passage]] = []
     problems: list[Problem] = []
     by_hash: dict[str, int] = {}
-    used_ids: set[str] = set()
-    for path, loop in walk_corpus(root):
-        relative = path.relative_to(root)
+    for path, loop in files:
+        relative = path.relative_to(root).as_posix()
         if loop:
-            problems.append(Problem(relative.as_posix(), loop))
+            problems.append(Problem(relative, loop))
             continue
-        # `讲话 1.txt`, `讲话-1.txt` and `讲话-1.md` share a base id; passage ids must not collide.
-        speech_id = base_id = speech_id_for(relative)
-        copy = 1
-        while speech_id in used_ids:
-            copy += 1
-            speech_id = f"{base_id}-{copy}"
-        used_ids.add(speech_id)
-        try:
-            speech = build_speech(read_document(path), speech_id, relative.as_posix())
-        except UnreadableSpeech as error:
-            problems.append(Problem(relative.as_posix(), str(error).removeprefix(f"{path}: ")))
+        outcome = next(outcomes)
+        if isinstance(outcome, str):
+            problems.append(Problem(relative, outcome))
             continue
+        speech, spans = outcome
         if not speech.paragraphs:
-            problems.append(Problem(relative.as_posix(), "has a title but no body text to index"))
+            problems.append(Problem(relative, "has a title but no body text to index"))
             continue
         first = by_hash.get(speech.content_hash)
         if first is not None:
-            kept = speeches[first]
-            speeches[first] = replace(kept, aliases=(*kept.aliases, speech.source))
+            kept = speeches[first] = replace(speeches[first], aliases=(*speeches[first].aliases, speech.source))
+            passages[first] = segment_speech(kept, settings)  # passages carry the names they are cited under
             logger.info("%s duplicates %s; indexed once", speech.source, kept.source)
             continue
         by_hash[speech.content_hash] = len(speeches)
         speeches.append(speech)
+        passages.append(passages_at(speech, spans))
     for problem in problems:
         # INFO, not WARNING: front-ends show `Corpus.problems` themselves, and a warning would say it twice.
         logger.info("skipped %s: %s", problem.path, problem.reason)
-    passages = tuple(p for speech in speeches for p in segment_speech(speech, settings))
     if not speeches:
         raise CorpusError(
             f"no readable speech in {root}" + (f" ({len(problems)} file(s) skipped)" if problems else ""),
             "add UTF-8 or GBK .txt/.md files or .docx files to the folder",
         )
-    return Corpus(root, tuple(speeches), passages, tuple(problems))
+    return Corpus(root, tuple(speeches), tuple(p for cut in passages for p in cut), tuple(problems))
+
+
+def _speech_ids(root: Path, paths: list[Path]) -> list[str]:
+    """Each file's speech id: `讲话 1.txt`, `讲话-1.txt` and `讲话-1.md` share a base id; passage ids must differ."""
+    used: set[str] = set()
+    ids = []
+    for path in paths:
+        speech_id = base_id = speech_id_for(path.relative_to(root))
+        copy = 1
+        while speech_id in used:
+            copy += 1
+            speech_id = f"{base_id}-{copy}"
+        used.add(speech_id)
+        ids.append(speech_id)
+    return ids
+
+
+Outcome = tuple[Speech, list[Span]] | str  # a speech and where its passages lie, or why the file cannot be used
+
+
+File = tuple[Path, str, str]  # a file to read: its path, its speech id, its name inside the corpus
+
+
+def _read_all(files: list[File], settings: SegmentSettings) -> Iterator[Outcome]:
+    """Each file read, cleaned and cut into passages, in order; on every core for a large corpus."""
+    read = partial(_read, settings=settings)
+    workers = min(os.cpu_count() or 1, len(files) // PARALLEL_FROM_FILES)
+    return map(read, files) if workers <= 1 else _pooled(read, files, workers)
+
+
+def _pooled(read: Callable[[File], Outcome], files: list[File], workers: int) -> Iterator[Outcome]:
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        yield from pool.imap(read, files, chunksize=16)
+
+
+def _read(file: File, settings: SegmentSettings) -> Outcome:
+    path, speech_id, source = file
+    try:
+        speech = build_speech(read_document(path), speech_id, source)
+    except UnreadableSpeech as error:
+        return str(error).removeprefix(f"{path}: ")
+    return speech, passage_spans(speech, settings) if speech.paragraphs else []

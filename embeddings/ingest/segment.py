@@ -122,27 +122,44 @@ def _windows(units: list[tuple[int, int]], max_chars: int, overlap: int) -> Iter
 
 def segment_speech(speech: Speech, settings: SegmentSettings) -> list[Passage]:
     """Cut every paragraph of `speech` into passages; `speech.text[p.start:p.end] == p.text` for each."""
-    passages = []
-    for paragraph in speech.indexed_paragraphs:
+    return passages_at(speech, passage_spans(speech, settings))
+
+
+# Where a passage lies: which of the speech's indexed paragraphs, its part there, its start and end in
+# the speech. Plain numbers, so that a process reading files in parallel sends back little.
+Span = tuple[int, int, int, int]
+
+
+def passage_spans(speech: Speech, settings: SegmentSettings) -> list[Span]:
+    spans = []
+    for which, paragraph in enumerate(speech.indexed_paragraphs):
         body = speech.text[paragraph.start : paragraph.end]
         if paragraph.number == FRONT_MATTER:
             windows: Iterable[tuple[int, int]] = _line_units(body, settings.max_chars)
         else:
             windows = _windows(_bounded_units(body, settings.max_chars), settings.max_chars, settings.overlap_sentences)
-        for part, (start, end) in enumerate(windows, 1):
-            passages.append(
-                Passage(
-                    passage_id=f"{speech.speech_id}:{paragraph.number}.{part}",
-                    speech_id=speech.speech_id,
-                    title=speech.title,
-                    section_path=paragraph.section_path,
-                    paragraph_no=paragraph.number,
-                    part=part,
-                    start=paragraph.start + start,
-                    end=paragraph.start + end,
-                    text=body[start:end],
-                    source=speech.source,
-                    aliases=speech.aliases,
-                )
-            )
-    return passages
+        spans += [
+            (which, part, paragraph.start + start, paragraph.start + end)
+            for part, (start, end) in enumerate(windows, 1)
+        ]
+    return spans
+
+
+def passages_at(speech: Speech, spans: list[Span]) -> list[Passage]:
+    paragraphs = speech.indexed_paragraphs
+    return [
+        Passage(
+            passage_id=f"{speech.speech_id}:{paragraphs[which].number}.{part}",
+            speech_id=speech.speech_id,
+            title=speech.title,
+            section_path=paragraphs[which].section_path,
+            paragraph_no=paragraphs[which].number,
+            part=part,
+            start=start,
+            end=end,
+            text=speech.text[start:end],
+            source=speech.source,
+            aliases=speech.aliases,
+        )
+        for which, part, start, end in spans
+    ]

@@ -19,7 +19,7 @@ from embeddings.milvus.client import MAX_TEXT, Collections
 
 META_KEY = "~meta"
 KEY_CHARS = 1024
-FORMAT = 1
+FORMAT = 2  # 2: a speech being written has a pending record, so a new one needs no delete first
 # Every Milvus collection needs a vector field; the speeches' record has nothing to search.
 PLACEHOLDER = [0.0, 0.0]
 

@@ -1,0 +1,116 @@
+"""A rebuild cuts only new and changed speeches into words, and writes what a build from scratch writes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from embeddings.engine import rebuild
+from embeddings.index import bm25build, wordsbuild
+from embeddings.index.forward import FORWARD, RUNS
+from embeddings.index.store import MANIFEST
+from embeddings.ingest import corpus as corpus_module
+from embeddings.ingest.corpus import load_corpus
+from embeddings.settings import EngineSettings
+from tests.conftest import LEAD_GOOSE, SHARED, SPEECHES, UNION, make_config
+
+REPORTS = ("cpc-congress-01-beijing-report.txt", "cpc-congress-03-chen-duxiu-report.txt", "cpc-congress-09-report.txt")
+
+
+def _corpus(folder: Path) -> Path:
+    folder.mkdir()
+    for path in [SPEECHES / UNION, SPEECHES / LEAD_GOOSE, *(SHARED / "corpus-reports" / name for name in REPORTS)]:
+        shutil.copy(path, folder / path.name)
+    return folder
+
+
+def _build(corpus: Path, index: Path, settings: EngineSettings | None = None) -> tuple[int, dict[str, bytes]]:
+    """(passages cut into words, every file of the generation but its manifest)."""
+    engine = settings or make_config(corpus, index).engine
+    report = rebuild(corpus, index, engine, embedder=None, note="", progress=False)
+    files = {
+        path.relative_to(report.directory).as_posix(): path.read_bytes()
+        for path in report.directory.rglob("*")
+        if path.is_file() and path.name != MANIFEST
+    }
+    return report.cut, files
+
+
+def _passages_of(corpus: Path, *speech_ids: str) -> int:
+    passages = load_corpus(corpus, make_config(corpus, corpus).engine.segment).passages
+    return sum(passage.speech_id in speech_ids for passage in passages)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_rebuild_after_adding_changing_and_removing_speeches_equals_a_build_from_scratch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    # Chunks of 7 passages on `workers` processes: reused stretches and cut ones meet inside and across chunks.
+    monkeypatch.setattr(bm25build, "CHUNK_PASSAGES", 7)
+    monkeypatch.setattr(wordsbuild, "CHUNK_PASSAGES", 7)
+    monkeypatch.setattr(bm25build.os, "cpu_count", lambda: workers)
+    corpus, index = _corpus(tmp_path / "speeches"), tmp_path / "index"
+    first, _ = _build(corpus, index)
+    assert first == _passages_of(corpus, *(name.removesuffix(".txt") for name in (UNION, LEAD_GOOSE, *REPORTS)))
+
+    # A speech added between two others, one changed, one removed.
+    (corpus / "cpc-congress-02-new-report.txt").write_text(
+        "新增的报告\n\n工匠节定在每年三月，由市人大作出决定。\n\n职工书屋建在车间旁边。\n", "utf-8"
+    )
+    changed = corpus / LEAD_GOOSE
+    changed.write_text(changed.read_text("utf-8") + "\n\n新增的一段：头雁要飞在前面。\n", "utf-8")
+    (corpus / REPORTS[1]).unlink()
+    cut, incremental = _build(corpus, index)
+
+    assert cut == _passages_of(corpus, "cpc-congress-02-new-report", LEAD_GOOSE.removesuffix(".txt"))
+    _, from_scratch = _build(corpus, tmp_path / "fresh")
+    assert incremental.keys() == from_scratch.keys() and f"{FORWARD}/{RUNS}" in incremental
+    assert [name for name in incremental if incremental[name] != from_scratch[name]] == []
+
+
+def test_nothing_is_reused_when_the_settings_that_cut_words_change(tmp_path: Path) -> None:
+    corpus, index = _corpus(tmp_path / "speeches"), tmp_path / "index"
+    everything, _ = _build(corpus, index)
+    engine = make_config(corpus, index).engine
+    assert _build(corpus, index, engine)[0] == 0  # unchanged: nothing to cut
+    other_bigrams = replace(engine, lexical=replace(engine.lexical, bigrams=not engine.lexical.bigrams))
+    assert _build(corpus, index, other_bigrams)[0] == everything
+
+
+def test_unreadable_tokens_of_the_live_index_mean_cutting_again_not_failing(tmp_path: Path) -> None:
+    corpus, index = _corpus(tmp_path / "speeches"), tmp_path / "index"
+    everything, built = _build(corpus, index)
+    live = index / (index / "CURRENT").read_text("utf-8").strip()
+    (live / FORWARD / RUNS).write_text(json.dumps([["a-key", 10**6]]), "utf-8")  # rows the index does not have
+    cut, rebuilt = _build(corpus, index)
+    assert cut == everything and rebuilt == built
+
+
+def test_a_large_corpus_is_read_on_every_core_into_the_same_speeches_and_problems(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    corpus = _corpus(tmp_path / "speeches")
+    shutil.copy(SPEECHES / UNION, corpus / "a-copy-of-the-union-speech.txt")  # cited under both names
+    (corpus / "broken.txt").write_bytes(b"\xff\xfe\x00garbage\x00" * 10)
+    (corpus / "broken.docx").write_bytes(b"not a zip")
+    segment = make_config(corpus, tmp_path).engine.segment
+    one_process = load_corpus(corpus, segment)
+    monkeypatch.setattr(corpus_module, "PARALLEL_FROM_FILES", 1)
+    monkeypatch.setattr(corpus_module.os, "cpu_count", lambda: 2)
+    pooled = corpus_module._pooled
+    pools: list[int] = []
+
+    def counted(read: Any, files: Any, workers: int) -> Any:
+        pools.append(workers)
+        return pooled(read, files, workers)
+
+    monkeypatch.setattr(corpus_module, "_pooled", counted)
+    every_core = load_corpus(corpus, segment)
+    assert pools == [2] and every_core == one_process
+    assert any(speech.aliases for speech in every_core.speeches)
+    assert {problem.path for problem in every_core.problems} >= {"broken.docx"}
