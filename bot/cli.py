@@ -225,8 +225,8 @@ def cmd_index(args: argparse.Namespace, config: Config) -> int:
         return 0
     weight = "" if report.dense_weight is None else f", dense weight {report.dense_weight:.2f}"
     print(
-        f"index ready in {config.index_path}: {report.passages} passages, "
-        f"{report.embedded} embedded, {report.reused} reused from cache{weight}"
+        f"index ready in {config.index_path}: {report.passages} passages ({report.cut} cut into words, "
+        f"the others' words reused), {report.embedded} sentences embedded, {report.reused} reused from cache{weight}"
     )
     return 0
 
@@ -392,7 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("path", nargs="?", help="corpus folder (default from config)")
     ingest.add_argument("--json", action="store_true", help="emit speeches, passages and problems as JSON")
     index = add("index", cmd_index, "build or refresh the index")
-    index.add_argument("--force", action="store_true", help="rebuild even when up to date")
+    index.add_argument("--force", action="store_true", help="rebuild from the speeches alone, even when up to date")
     evaluation = add("eval", cmd_eval, "score retrieval on a JSONL question set with gold spans")
     evaluation.add_argument("questions")
     evaluation.add_argument("--json", action="store_true")

@@ -159,9 +159,10 @@ def rebuild(
     progress: bool,
     on_start: Callable[[], None] | None = None,
     read: tuple[str, Corpus] | None = None,
+    reuse_words: bool = True,
 ) -> BuildReport:
     """Read the corpus (unless `read` holds it and its fingerprint) and build its index; `on_start` hears when
-    the corpus has loaded and the build begins."""
+    the corpus has loaded and the build begins. Not `reuse_words`: every passage is cut into words again."""
     # Fingerprint before reading: a file edited during the build then shows up as changed next time.
     fingerprint, corpus = read or (corpus_fingerprint(corpus_root), load_corpus(corpus_root, settings.segment))
     if on_start is not None:
@@ -174,6 +175,7 @@ def rebuild(
         dense_note=note,
         progress=progress,
         extra_manifest={"corpus_fingerprint": fingerprint},
+        reuse_words=reuse_words,
     )
 
 
@@ -218,6 +220,7 @@ def open_retriever(
             progress=progress,
             on_start=announce,
             read=read,
+            reuse_words=not force,  # a forced build trusts nothing of the index it replaces
         )
 
     report = build(reason, status.corpus) if needs_build else None

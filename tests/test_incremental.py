@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from embeddings.engine import rebuild
+from embeddings.engine import open_retriever, rebuild
 from embeddings.index import bm25build, wordsbuild
 from embeddings.index.forward import FORWARD, RUNS
 from embeddings.index.store import MANIFEST
@@ -80,6 +80,13 @@ def test_nothing_is_reused_when_the_settings_that_cut_words_change(tmp_path: Pat
     assert _build(corpus, index, engine)[0] == 0  # unchanged: nothing to cut
     other_bigrams = replace(engine, lexical=replace(engine.lexical, bigrams=not engine.lexical.bigrams))
     assert _build(corpus, index, other_bigrams)[0] == everything
+
+
+def test_a_forced_rebuild_cuts_every_passage_again(tmp_path: Path) -> None:
+    corpus, index = _corpus(tmp_path / "speeches"), tmp_path / "index"
+    everything, _ = _build(corpus, index)
+    _, report = open_retriever(corpus, index, make_config(corpus, index).engine, force=True)
+    assert report is not None and report.cut == everything
 
 
 def test_unreadable_tokens_of_the_live_index_mean_cutting_again_not_failing(tmp_path: Path) -> None:

@@ -56,11 +56,15 @@ def build_index(
     dense_note: str = "",
     progress: bool = False,
     extra_manifest: dict[str, Any] | None = None,
+    reuse_words: bool = True,
 ) -> BuildReport:
-    """Write a complete new generation for `corpus` and switch it live; the old one serves until then."""
+    """Write a complete new generation for `corpus` and switch it live; the old one serves until then.
+
+    Unless not `reuse_words`, speeches the live generation holds unchanged are not cut into words again.
+    """
     lexical_settings = settings.lexical
     with build_lock(root):
-        previous = reusable(root, settings)
+        previous = reusable(root, settings) if reuse_words else None
         directory = new_generation(root)
         write = functools.partial(_write_corpus, corpus, directory, settings.segment.max_chars)
         with alongside(write, separate=len(corpus.passages) >= SEPARATE_FROM_PASSAGES):
