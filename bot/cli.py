@@ -224,9 +224,10 @@ def cmd_index(args: argparse.Namespace, config: Config) -> int:
         print(f"index in {config.index_path} is up to date ({len(retriever.passages)} passages, {retriever.mode})")
         return 0
     weight = "" if report.dense_weight is None else f", dense weight {report.dense_weight:.2f}"
+    words = "all cut into words" if report.cut == report.passages else f"{report.cut} cut into words, others as before"
     print(
-        f"index ready in {config.index_path}: {report.passages} passages ({report.cut} cut into words, "
-        f"the others' words reused), {report.embedded} sentences embedded, {report.reused} reused from cache{weight}"
+        f"index ready in {config.index_path}: {report.passages} passages ({words}), "
+        f"{report.embedded} sentences embedded, {report.reused} reused from cache{weight}"
     )
     return 0
 

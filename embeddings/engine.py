@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from embeddings.errors import IndexError_, ModelUnavailable
 from embeddings.index.build import BuildReport, build_index
 from embeddings.index.generations import build_running
+from embeddings.index.knownfiles import known_files
 from embeddings.index.store import OutdatedIndex, StoredIndex, open_stored
 from embeddings.index.wordsbuild import dictionary_hash
 from embeddings.ingest.corpus import Corpus, load_corpus, speech_files
@@ -91,7 +92,7 @@ def index_status(corpus_root: Path, index_root: Path, settings: EngineSettings, 
         )
     read = None
     if manifest.get("corpus_fingerprint") != (fingerprint := corpus_fingerprint(corpus_root)):
-        read = fingerprint, load_corpus(corpus_root, settings.segment)
+        read = fingerprint, load_corpus(corpus_root, settings.segment, known_files(index_root, settings))
         if read[1].content_hash != manifest.get("corpus_hash"):
             return IndexStatus(IndexState.STALE, "the speeches changed since the index was built", stored, corpus=read)
     return IndexStatus(IndexState.FRESH, "up to date", stored, dense_pending=pending, corpus=read)
@@ -159,12 +160,17 @@ def rebuild(
     progress: bool,
     on_start: Callable[[], None] | None = None,
     read: tuple[str, Corpus] | None = None,
-    reuse_words: bool = True,
+    reuse: bool = True,
 ) -> BuildReport:
     """Read the corpus (unless `read` holds it and its fingerprint) and build its index; `on_start` hears when
-    the corpus has loaded and the build begins. Not `reuse_words`: every passage is cut into words again."""
-    # Fingerprint before reading: a file edited during the build then shows up as changed next time.
-    fingerprint, corpus = read or (corpus_fingerprint(corpus_root), load_corpus(corpus_root, settings.segment))
+    the corpus has loaded and the build begins. Not `reuse`: every file is read and cut into words again,
+    none taken from the live index."""
+    if read is None:
+        # Fingerprint before reading: a file edited during the build then shows up as changed next time.
+        fingerprint = corpus_fingerprint(corpus_root)
+        known = known_files(index_root, settings) if reuse else None
+        read = fingerprint, load_corpus(corpus_root, settings.segment, known)
+    fingerprint, corpus = read
     if on_start is not None:
         on_start()
     return build_index(
@@ -175,7 +181,7 @@ def rebuild(
         dense_note=note,
         progress=progress,
         extra_manifest={"corpus_fingerprint": fingerprint},
-        reuse_words=reuse_words,
+        reuse_words=reuse,
     )
 
 
@@ -220,10 +226,10 @@ def open_retriever(
             progress=progress,
             on_start=announce,
             read=read,
-            reuse_words=not force,  # a forced build trusts nothing of the index it replaces
+            reuse=not force,  # a forced build trusts nothing of the index it replaces
         )
 
-    report = build(reason, status.corpus) if needs_build else None
+    report = build(reason, None if force else status.corpus) if needs_build else None
     stored = open_stored(index_root) if report is not None or status.stored is None else status.stored
     reranker, rerank_notice = resolve_reranker(settings, allow_network)
     notice = "; ".join(n for n in (pending_notice(stored), dense_notice, rerank_notice) if n)

@@ -13,6 +13,7 @@ import pytest
 from embeddings.engine import open_retriever, rebuild
 from embeddings.index import bm25build, wordsbuild
 from embeddings.index.forward import FORWARD, RUNS
+from embeddings.index.knownfiles import known_files
 from embeddings.index.store import MANIFEST
 from embeddings.ingest import corpus as corpus_module
 from embeddings.ingest.corpus import load_corpus
@@ -121,3 +122,29 @@ def test_a_large_corpus_is_read_on_every_core_into_the_same_speeches_and_problem
     assert pools == [2] and every_core == one_process
     assert any(speech.aliases for speech in every_core.speeches)
     assert {problem.path for problem in every_core.problems} >= {"broken.docx"}
+
+
+def test_only_new_and_changed_files_are_read_again_into_the_same_corpus(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    corpus, index = _corpus(tmp_path / "speeches"), tmp_path / "index"
+    shutil.copy(SPEECHES / UNION, corpus / "a-copy-of-the-union-speech.txt")  # cited under both names
+    engine = make_config(corpus, index).engine
+    _build(corpus, index)
+    (corpus / "cpc-congress-02-new-report.txt").write_text("新增的报告\n\n职工书屋建在车间旁边。\n", "utf-8")
+    changed = corpus / LEAD_GOOSE
+    changed.write_text(changed.read_text("utf-8").replace("头雁", "领头雁", 1), "utf-8")
+
+    read: list[str] = []
+    real_read = corpus_module.read_document
+
+    def counted(path: Path) -> Any:
+        read.append(path.name)
+        return real_read(path)
+
+    monkeypatch.setattr(corpus_module, "read_document", counted)
+    again = load_corpus(corpus, engine.segment, known_files(index, engine))
+    # And the second name of the duplicate: the index keeps the speech under its first name only.
+    assert sorted(read) == sorted(["cpc-congress-02-new-report.txt", LEAD_GOOSE, UNION])
+    assert again == load_corpus(corpus, engine.segment)  # duplicates and their aliases found as before
+    assert any(speech.aliases for speech in again.speeches)

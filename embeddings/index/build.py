@@ -21,6 +21,7 @@ import numpy as np
 
 from embeddings.index.densebuild import build_dense
 from embeddings.index.generations import build_lock, commit_generation, new_generation, successor
+from embeddings.index.knownfiles import write_known
 from embeddings.index.lazycorpus import write_passages, write_speeches
 from embeddings.index.store import INDEX_FORMAT, PARAGRAPHS_FILE, UNITS_FILE
 from embeddings.index.units import Units, unit_table, unit_texts
@@ -124,6 +125,7 @@ def _write_corpus(corpus: Corpus, directory: Path, max_chars: int) -> None:
     np.save(directory / PARAGRAPHS_FILE, paragraph_ids(corpus.passages), allow_pickle=False)
     units = unit_table(corpus.passages, corpus.speeches, max_chars)
     np.save(directory / UNITS_FILE, units.table, allow_pickle=False)
+    write_known(directory, corpus.stamps, corpus.speeches, corpus.passages)
 
 
 @contextlib.contextmanager

@@ -8,6 +8,7 @@
     INDEX_DIR/gen-*/speeches.jsonl  cleaned speech texts, for whole paragraphs and offsets (ids sorted beside)
     INDEX_DIR/gen-*/lexical/, query_dict.txt, dense.faiss
     INDEX_DIR/gen-*/tokens/         each passage's tokens and counts, for the next build to reuse
+    INDEX_DIR/gen-*/speech_files.json, spans.npy   what was read of each file, for the next build to reuse
     INDEX_DIR/cache/             embeddings by sentence content hash (survive rebuilds)
 
 A build writes a new generation completely and only then points CURRENT at it (`generations`);
@@ -63,6 +64,8 @@ LEXICAL_FILES = (
 )
 UNITS_FILE = "units.npy"
 PARAGRAPHS_FILE = "paragraphs.npy"
+SPEECH_FILES = "speech_files.json"  # what the build read: each speech's file name, size and time (`knownfiles`)
+SPANS_FILE = "spans.npy"  # each passage's paragraph, part, start and end
 REQUIRED_FILES = (
     "passages.jsonl",
     "passages.jsonl.offsets.npy",
@@ -74,6 +77,8 @@ REQUIRED_FILES = (
     "query_dict.txt",
     UNITS_FILE,
     PARAGRAPHS_FILE,
+    SPEECH_FILES,
+    SPANS_FILE,
     *(f"lexical/{n}" for n in LEXICAL_FILES),
     *FORWARD_FILES,
 )

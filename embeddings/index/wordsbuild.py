@@ -120,7 +120,7 @@ def dictionary_hash(settings: EngineSettings) -> str:
 def reusable(root: Path, settings: EngineSettings) -> Forward | None:
     """The live generation's passage tokens, when it was built the way this build cuts words."""
     try:
-        stored = open_stored(root, verify=False)
+        stored = open_stored(root)  # digests checked too while small: a damaged index is not reused
     except IndexError_:
         return None
     manifest = stored.manifest
@@ -129,5 +129,5 @@ def reusable(root: Path, settings: EngineSettings) -> Forward | None:
     try:
         return Forward(stored.directory)
     except IndexError_ as error:
-        logger.info("every passage is cut again: %s", error)
+        logger.info("every passage is cut again: %s", str(error))  # not the error: it holds frames
         return None

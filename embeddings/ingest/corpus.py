@@ -12,7 +12,7 @@ import multiprocessing
 import os
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -32,12 +32,19 @@ class Problem:
     reason: str
 
 
+Stamp = tuple[int, int]  # a file's size and modification time (ns), taken before it was read
+# What an index already holds of a file, asked with its speech id, name in the corpus and stamp: the
+# speech and its passages' spans as read then, or None.
+Known = Callable[[str, str, Stamp], tuple[Speech, list[Span]] | None]
+
+
 @dataclass(frozen=True, slots=True)
 class Corpus:
     root: Path
     speeches: tuple[Speech, ...]
     passages: tuple[Passage, ...]
     problems: tuple[Problem, ...]
+    stamps: tuple[Stamp | None, ...] = field(default=(), compare=False)  # of each speech's own file
 
     @property
     def content_hash(self) -> str:
@@ -95,8 +102,11 @@ def speech_id_for(relative: Path) -> str:
     return re.sub(r"\s+", "-", stem.strip()) or "speech"
 
 
-def load_corpus(root: Path, settings: SegmentSettings) -> Corpus:
-    """Load every speech below `root`; raise `CorpusError` only when none at all can be used."""
+def load_corpus(root: Path, settings: SegmentSettings, known: Known | None = None) -> Corpus:
+    """Load every speech below `root`; raise `CorpusError` only when none at all can be used.
+
+    A file `known` holds as it is now (same name, id, size and time) is taken from there, not read again.
+    """
     if not root.exists():
         raise CorpusError(f"corpus folder {root} does not exist", "put .txt, .md or .docx speeches there")
     if not root.is_dir():
@@ -104,8 +114,17 @@ def load_corpus(root: Path, settings: SegmentSettings) -> Corpus:
     files = list(walk_corpus(root))
     readable = [path for path, loop in files if not loop]
     sources = [path.relative_to(root).as_posix() for path in readable]
-    outcomes = _read_all(list(zip(readable, _speech_ids(root, readable), sources, strict=True)), settings)
+    speech_ids = _speech_ids(root, readable)
+    stamps = [_stamp(path) for path in readable]
+    held = [
+        known(speech_id, source, stamp) if known is not None and stamp is not None else None
+        for speech_id, source, stamp in zip(speech_ids, sources, stamps, strict=True)
+    ]
+    to_read = [file for file, was in zip(zip(readable, speech_ids, sources, strict=True), held, strict=True) if not was]
+    read = _read_all(to_read, settings)
+    outcomes = zip((was or next(read) for was in held), stamps, strict=True)
     speeches: list[Speech] = []
+    kept_stamps: list[Stamp | None] = []
     passages: list[list[Passage]] = []
     problems: list[Problem] = []
     by_hash: dict[str, int] = {}
@@ -114,7 +133,7 @@ def load_corpus(root: Path, settings: SegmentSettings) -> Corpus:
         if loop:
             problems.append(Problem(relative, loop))
             continue
-        outcome = next(outcomes)
+        outcome, stamp = next(outcomes)
         if isinstance(outcome, str):
             problems.append(Problem(relative, outcome))
             continue
@@ -130,6 +149,7 @@ def load_corpus(root: Path, settings: SegmentSettings) -> Corpus:
             continue
         by_hash[speech.content_hash] = len(speeches)
         speeches.append(speech)
+        kept_stamps.append(stamp)
         passages.append(passages_at(speech, spans))
     for problem in problems:
         # INFO, not WARNING: front-ends show `Corpus.problems` themselves, and a warning would say it twice.
@@ -139,7 +159,15 @@ def load_corpus(root: Path, settings: SegmentSettings) -> Corpus:
             f"no readable speech in {root}" + (f" ({len(problems)} file(s) skipped)" if problems else ""),
             "add UTF-8 or GBK .txt/.md files or .docx files to the folder",
         )
-    return Corpus(root, tuple(speeches), tuple(p for cut in passages for p in cut), tuple(problems))
+    return Corpus(root, tuple(speeches), tuple(p for cut in passages for p in cut), tuple(problems), tuple(kept_stamps))
+
+
+def _stamp(path: Path) -> Stamp | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None  # reading it says why
+    return stat.st_size, stat.st_mtime_ns
 
 
 def _speech_ids(root: Path, paths: list[Path]) -> list[str]:

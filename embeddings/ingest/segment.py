@@ -125,35 +125,35 @@ def segment_speech(speech: Speech, settings: SegmentSettings) -> list[Passage]:
     return passages_at(speech, passage_spans(speech, settings))
 
 
-# Where a passage lies: which of the speech's indexed paragraphs, its part there, its start and end in
-# the speech. Plain numbers, so that a process reading files in parallel sends back little.
+# Where a passage lies: its paragraph's number, its part there, its start and end in the speech. Plain
+# numbers, so that a process reading files in parallel sends back little and an index can keep them.
 Span = tuple[int, int, int, int]
 
 
 def passage_spans(speech: Speech, settings: SegmentSettings) -> list[Span]:
     spans = []
-    for which, paragraph in enumerate(speech.indexed_paragraphs):
+    for paragraph in speech.indexed_paragraphs:
         body = speech.text[paragraph.start : paragraph.end]
         if paragraph.number == FRONT_MATTER:
             windows: Iterable[tuple[int, int]] = _line_units(body, settings.max_chars)
         else:
             windows = _windows(_bounded_units(body, settings.max_chars), settings.max_chars, settings.overlap_sentences)
         spans += [
-            (which, part, paragraph.start + start, paragraph.start + end)
+            (paragraph.number, part, paragraph.start + start, paragraph.start + end)
             for part, (start, end) in enumerate(windows, 1)
         ]
     return spans
 
 
 def passages_at(speech: Speech, spans: list[Span]) -> list[Passage]:
-    paragraphs = speech.indexed_paragraphs
+    paragraphs = {paragraph.number: paragraph for paragraph in speech.indexed_paragraphs}
     return [
         Passage(
-            passage_id=f"{speech.speech_id}:{paragraphs[which].number}.{part}",
+            passage_id=f"{speech.speech_id}:{number}.{part}",
             speech_id=speech.speech_id,
             title=speech.title,
-            section_path=paragraphs[which].section_path,
-            paragraph_no=paragraphs[which].number,
+            section_path=paragraphs[number].section_path,
+            paragraph_no=number,
             part=part,
             start=start,
             end=end,
@@ -161,5 +161,5 @@ def passages_at(speech: Speech, spans: list[Span]) -> list[Passage]:
             source=speech.source,
             aliases=speech.aliases,
         )
-        for which, part, start, end in spans
+        for number, part, start, end in spans
     ]
