@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 
 from embeddings.engine import open_retriever, rebuild
 from embeddings.index import bm25build, wordsbuild
+from embeddings.index import build as build_module
 from embeddings.index.forward import FORWARD, RUNS
 from embeddings.index.knownfiles import known_files
 from embeddings.index.store import MANIFEST
@@ -148,3 +150,39 @@ def test_only_new_and_changed_files_are_read_again_into_the_same_corpus(
     assert sorted(read) == sorted(["cpc-congress-02-new-report.txt", LEAD_GOOSE, UNION])
     assert again == load_corpus(corpus, engine.segment)  # duplicates and their aliases found as before
     assert any(speech.aliases for speech in again.speeches)
+
+
+def test_corpus_files_written_by_a_process_of_their_own_are_the_same_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    corpus = _corpus(tmp_path / "speeches")
+    _, inline = _build(corpus, tmp_path / "inline")
+    monkeypatch.setattr(build_module, "SEPARATE_FROM_PASSAGES", 1)
+    writer = tmp_path / "writer-pid"
+    write_passages = build_module.write_passages
+
+    def noting_the_process(directory: Path, passages: Any) -> int:
+        writer.write_text(str(os.getpid()), "utf-8")
+        return write_passages(directory, passages)
+
+    monkeypatch.setattr(build_module, "write_passages", noting_the_process)
+    _, separate = _build(corpus, tmp_path / "separate")
+    assert int(writer.read_text("utf-8")) != os.getpid() and separate == inline
+
+
+def test_a_failure_of_the_process_writing_the_corpus_files_fails_the_build_and_keeps_the_live_index(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(build_module, "SEPARATE_FROM_PASSAGES", 1)
+    corpus, index = _corpus(tmp_path / "speeches"), tmp_path / "index"
+    _build(corpus, index)
+    live = (index / "CURRENT").read_text("utf-8")
+    (corpus / REPORTS[0]).unlink()
+
+    def disk_full(*_: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(build_module, "write_passages", disk_full)  # in the forked process too
+    with pytest.raises(OSError, match="No space left"):
+        _build(corpus, index)
+    assert (index / "CURRENT").read_text("utf-8") == live
