@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -152,28 +153,38 @@ def test_only_new_and_changed_files_are_read_again_into_the_same_corpus(
     assert any(speech.aliases for speech in again.speeches)
 
 
-def test_corpus_files_written_by_a_process_of_their_own_are_the_same_bytes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("how", ["thread", "process"])
+def test_corpus_files_written_beside_the_words_are_the_same_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
 ) -> None:
     corpus = _corpus(tmp_path / "speeches")
     _, inline = _build(corpus, tmp_path / "inline")
-    monkeypatch.setattr(build_module, "SEPARATE_FROM_PASSAGES", 1)
-    writer = tmp_path / "writer-pid"
+    monkeypatch.setattr(build_module, "_how_to_write", lambda passages, cut: how)
+    writer = tmp_path / "writer"
     write_passages = build_module.write_passages
 
-    def noting_the_process(directory: Path, passages: Any) -> int:
-        writer.write_text(str(os.getpid()), "utf-8")
+    def noting_the_writer(directory: Path, passages: Any) -> int:
+        writer.write_text(f"{os.getpid()} {threading.current_thread().name}", "utf-8")
         return write_passages(directory, passages)
 
-    monkeypatch.setattr(build_module, "write_passages", noting_the_process)
-    _, separate = _build(corpus, tmp_path / "separate")
-    assert int(writer.read_text("utf-8")) != os.getpid() and separate == inline
+    monkeypatch.setattr(build_module, "write_passages", noting_the_writer)
+    _, beside = _build(corpus, tmp_path / "beside")
+    pid, thread = writer.read_text("utf-8").split()
+    assert (int(pid) != os.getpid()) if how == "process" else thread.startswith("corpus-files")
+    assert beside == inline
 
 
-def test_a_failure_of_the_process_writing_the_corpus_files_fails_the_build_and_keeps_the_live_index(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_which_way_the_corpus_files_are_written() -> None:
+    assert build_module._how_to_write(100, 100) == "inline"  # small: forking or a thread costs more
+    assert build_module._how_to_write(100_000, 100_000) == "thread"  # workers busy cutting
+    assert build_module._how_to_write(100_000, 24) == "process"  # a core idle
+
+
+@pytest.mark.parametrize("how", ["thread", "process"])
+def test_a_failure_writing_the_corpus_files_fails_the_build_and_keeps_the_live_index(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
 ) -> None:
-    monkeypatch.setattr(build_module, "SEPARATE_FROM_PASSAGES", 1)
+    monkeypatch.setattr(build_module, "_how_to_write", lambda passages, cut: how)
     corpus, index = _corpus(tmp_path / "speeches"), tmp_path / "index"
     _build(corpus, index)
     live = (index / "CURRENT").read_text("utf-8")
@@ -182,7 +193,7 @@ def test_a_failure_of_the_process_writing_the_corpus_files_fails_the_build_and_k
     def disk_full(*_: Any) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(build_module, "write_passages", disk_full)  # in the forked process too
+    monkeypatch.setattr(build_module, "write_passages", disk_full)  # in a forked process too
     with pytest.raises(OSError, match="No space left"):
         _build(corpus, index)
     assert (index / "CURRENT").read_text("utf-8") == live

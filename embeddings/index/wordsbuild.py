@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from embeddings.errors import IndexError_
 from embeddings.index.bm25build import CHUNK_PASSAGES, Spill, assemble, tokenised_chunks
-from embeddings.index.forward import Forward, ForwardWriter, Reused, passage_runs
+from embeddings.index.forward import Forward, ForwardWriter, Reused
 from embeddings.index.lexical import write_meta
 from embeddings.index.ondisk import write_strings
 from embeddings.index.store import LEXICAL_FILES, open_stored
@@ -35,18 +35,18 @@ def build_words(
     settings: EngineSettings,
     out: Path,
     progress: bool,
+    *,
     previous: Forward | None,
-) -> tuple[list[str], int]:
+    runs: list[tuple[str, int]],
+) -> list[str]:
     """The BM25 arrays of `passages` in `out` and their tokens beside it, tokenised in chunks on every core.
 
-    Runs of passages that `previous` holds are taken from it, not cut again. Returns the vocabulary
-    and how many passages were cut.
+    `runs` are `passage_runs(passages)`; those that `previous` holds are taken from it, not cut
+    again. Returns the vocabulary.
     """
     lexical = settings.lexical
     paths = Path(lexical.user_dict), Path(lexical.stopwords)
-    runs = passage_runs(passages)
-    plan = list(_plan(passages, runs, previous))
-    to_cut = sum(len(item) for item in plan if not isinstance(item, Reused))
+    to_cut = passages_to_cut(runs, previous)
     if to_cut:
         passage_tokenizer(*paths, lexical.bigrams, to_cut)  # loaded once here, inherited by the workers
 
@@ -58,7 +58,7 @@ def build_words(
     spill.directory.mkdir()
     first_reused = True
     with tqdm(total=len(passages), desc="tokenising", unit="passage", disable=not progress, leave=False) as bar:
-        for chunk in tokenised_chunks(plan, tokenizer, to_cut):
+        for chunk in tokenised_chunks(_plan(passages, runs, previous), tokenizer, to_cut):
             if isinstance(chunk, Reused):
                 assert previous is not None
                 spill.add(previous.chunk(chunk, first=first_reused))
@@ -72,7 +72,11 @@ def build_words(
     write_strings(out / LEXICAL_FILES[3], names)
     write_meta(out, len(passages))
     shutil.rmtree(spill.directory)
-    return names, to_cut
+    return names
+
+
+def passages_to_cut(runs: list[tuple[str, int]], previous: Forward | None) -> int:
+    return sum(count for key, count in runs if previous is None or key not in previous.runs)
 
 
 def _plan(
