@@ -15,6 +15,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -58,34 +59,47 @@ def passage_runs(passages: Sequence[Passage]) -> list[tuple[str, int]]:
 
 
 class ForwardWriter:
-    """Fills a generation's forward arrays chunk by chunk, in passage order, as the BM25 columns are written."""
+    """Writes a generation's forward arrays chunk by chunk, in passage order, as the BM25 columns are written.
+
+    Appended to plain files rather than filled through memory maps: a map's written pages count as
+    the build's memory (1.6 GB at a million passages), a file's are the system's cache.
+    """
 
     def __init__(self, directory: Path, passages: int, postings: int, runs: list[tuple[str, int]]) -> None:
         self.directory = directory / FORWARD
         self.directory.mkdir()
         self.runs = runs
         self.indptr = np.zeros(passages + 1, dtype=np.int64)
-        self.columns = np.lib.format.open_memmap(self.directory / COLUMNS, "w+", np.int32, (postings,))
-        self.counts = np.lib.format.open_memmap(self.directory / COUNTS, "w+", np.int32, (postings,))
+        self.files = [_npy_for_appending(self.directory / name, postings) for name in (COLUMNS, COUNTS)]
+        self.expected = postings
         self.passages = 0
         self.postings = 0
 
     def add(self, rows: np.ndarray, columns: np.ndarray, counts: np.ndarray, passages: int) -> None:
         """One chunk: `rows` (ascending, relative to the chunk) hold `columns` `counts` times."""
-        end = self.postings + len(columns)
-        self.columns[self.postings : end] = columns
-        self.counts[self.postings : end] = counts
+        for handle, values in zip(self.files, (columns, counts), strict=True):
+            handle.write(np.ascontiguousarray(values, dtype=np.int32).tobytes())
         sizes = np.bincount(rows, minlength=passages)
         np.cumsum(sizes, out=self.indptr[self.passages + 1 : self.passages + passages + 1])
         self.indptr[self.passages + 1 : self.passages + passages + 1] += self.postings
         self.passages += passages
-        self.postings = end
+        self.postings += len(columns)
 
     def close(self) -> None:
-        self.columns.flush()
-        self.counts.flush()
+        for handle in self.files:
+            handle.close()
+        if self.postings != self.expected:
+            raise ValueError(f"{self.postings} token counts written for {self.expected}")
         np.save(self.directory / INDPTR, self.indptr, allow_pickle=False)
         (self.directory / RUNS).write_text(json.dumps(self.runs), "utf-8")
+
+
+def _npy_for_appending(path: Path, length: int) -> BinaryIO:
+    """`path` opened after the header of a .npy file of `length` int32 values, for them to be appended."""
+    handle = path.open("wb")
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.int32)), "fortran_order": False, "shape": (length,)}
+    np.lib.format.write_array_header_1_0(handle, header)
+    return handle
 
 
 class Forward:
