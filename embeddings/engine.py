@@ -229,6 +229,11 @@ def open_retriever(
             reuse=not force,  # a forced build trusts nothing of the index it replaces
         )
 
+    if needs_build and settings.backend.kind == "milvus":
+        # Milvus loads the collections on another core while the local generation is built.
+        from embeddings.milvus.backend import milvus_for
+
+        milvus_for(settings.backend).load_meanwhile()
     report = build(reason, None if force else status.corpus) if needs_build else None
     stored = open_stored(index_root) if report is not None or status.stored is None else status.stored
     reranker, rerank_notice = resolve_reranker(settings, allow_network)

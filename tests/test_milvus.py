@@ -41,6 +41,7 @@ pytest.importorskip("milvus_lite", reason='Milvus Lite is not installed: pip ins
 
 from embeddings.milvus import sync as milvus_sync
 from embeddings.milvus.backend import milvus_for
+from embeddings.milvus.client import Milvus
 from embeddings.milvus.schema import META_KEY
 
 HELD_OUT = REPO / "benchmarks" / "questions" / "speeches-heldout.jsonl"
@@ -179,6 +180,29 @@ def test_a_new_changed_or_removed_speech_writes_only_its_own_rows(tmp_path: Path
 
     _, unchanged = _reopen(corpus, index, uri)
     assert unchanged is None  # in step: nothing written, not even read speech by speech
+
+
+def test_milvus_loads_the_collections_while_the_local_index_is_rebuilt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    corpus, index, uri = _corpus_with_third_speech(tmp_path), tmp_path / "index", str(tmp_path / "load.db")
+    _reopen(corpus, index, uri)
+    loads: list[Any] = []
+    real_load = Milvus.load_meanwhile
+
+    def noted(self: Milvus) -> Any:
+        loads.append(real_load(self))
+        return loads[-1]
+
+    monkeypatch.setattr(Milvus, "load_meanwhile", noted)
+    _reopen(corpus, index, uri)
+    assert loads == []  # in step: nothing to build, nothing to load in advance
+    (corpus / LEAD_GOOSE).unlink()
+    _, removed = _reopen(corpus, index, uri)
+    assert len(loads) == 1 and removed.deleted == 1
+    loads[0].join(timeout=30)
+    state = milvus_for(BackendSettings("milvus", uri, "t")).call(lambda client: client.get_load_state("t_passages"))
+    assert "Loaded" in str(state["state"])
 
 
 def test_an_interrupted_write_resumes_with_the_speeches_it_had_not_finished(

@@ -107,6 +107,24 @@ class Milvus:
             self.close()
             raise unavailable(self.backend, error) from error
 
+    def load_meanwhile(self) -> threading.Thread:
+        """Have Milvus load the collections in the background, so that the first search or write finds them
+        loaded: Milvus Lite loads a collection in each new process (~9 s at 108k passages). A failure here
+        is left for the next call to meet and report."""
+
+        def load() -> None:
+            try:
+                client = self._connect()
+                for name in (self.collections.passages, self.collections.units):
+                    if client.has_collection(name, timeout=self.timeout):
+                        client.load_collection(name, timeout=self.timeout)
+            except Exception:  # not `call`: a failure must not close the connection another thread is using
+                logger.info("loading the Milvus collections in advance failed", exc_info=True)
+
+        loading = threading.Thread(target=load, name="milvus-load", daemon=True)
+        loading.start()
+        return loading
+
     def close(self) -> None:
         with self._lock:
             client, self._client = self._client, None
