@@ -57,7 +57,7 @@ def more(retriever: Retriever, question: str, offset: int, settings: AnswerSetti
 
 def paragraph(retriever: Retriever, passage_id: str) -> dict[str, Any]:
     """The whole paragraph of a passage with its neighbours, and where the passage sits in it."""
-    passage = retriever.passage(passage_id)
+    passage = retriever.passage(passage_id, shown=True)  # the text the hit showed, to mark in its paragraph
     if passage is None:
         raise NotFound(f"no passage {passage_id!r} in the index", "ask again: the index may have been rebuilt")
     view = asdict(paragraph_view(retriever, passage, 1))

@@ -10,7 +10,7 @@ for a long paragraph is often a neighbour of the answer.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -136,3 +136,30 @@ def shown_row(
         if score > best + 1e-9:
             best_row, best = row, score
     return best_row
+
+
+def widened(passage: Passage, speech: Speech | None, sentences: list[tuple[int, int]], limit: int) -> Passage:
+    """`passage` grown by whole sentences of its paragraph (`sentences`: their spans in the speech, in order),
+    the following ones first, while it stays within `limit` characters.
+
+    A long paragraph is cut into parts of at most `max_chars` for scoring, and the part shown is the
+    one holding the best sentence; the sentence that answers is often the next one, which ranking
+    cannot see (the asker's words are not the speech's). Showing more of the paragraph around the
+    chosen part keeps scoring and abstention as measured while the answer is on screen more often.
+    """
+    if speech is None:  # a bare passage has no paragraph around it
+        return passage
+    start, end = passage.start, passage.end
+    for first, last in sentences:
+        if first >= end:
+            if last - start > limit:
+                break
+            end = last
+    for first, last in reversed(sentences):
+        if last <= start:
+            if end - first > limit:
+                break
+            start = first
+    if (start, end) == (passage.start, passage.end):
+        return passage
+    return replace(passage, start=start, end=end, text=speech.text[start:end])

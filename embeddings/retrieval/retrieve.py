@@ -18,7 +18,7 @@ from embeddings.passage import Hit, Passage, SearchResult
 from embeddings.retrieval.coverage import Coverage, FormCache, question_words
 from embeddings.retrieval.fusion import DEFAULT_SIMILARITY_GAIN, ModelProfile, fuse, model_profile, top_rows
 from embeddings.retrieval.meaning import SentenceVectors
-from embeddings.retrieval.paragraphs import ParagraphMap, paragraph_passage, shown_row
+from embeddings.retrieval.paragraphs import ParagraphMap, paragraph_passage, shown_row, widened
 from embeddings.settings import EngineSettings
 from embeddings.text.expect import Expectation, asks_for_work, expected_answer
 from embeddings.text.textnorm import has_searchable_text, matching_form
@@ -33,6 +33,10 @@ if TYPE_CHECKING:
 MAX_QUERY_CHARS = 2000
 CONFIDENCE_FROM_TOP = 3
 RELATED_FLOOR = 0.25
+# What a hit shows: its part grown by whole sentences of its paragraph up to this many characters
+# (parts are cut at 300 for scoring). Measured, hybrid: hit@1 on the paraphrase dev set 0.575 → 0.600,
+# on the 69 documents 0.550 → 0.575, held-out 0.968 → 0.984; abstention unchanged (docs/experiments).
+SHOWN_CHARS = 450
 # Choosing the sentence a hit shows, meaning weighs half as much as in ranking: the words the
 # asker chose are the better guide to which sentence of an already relevant paragraph answers.
 SENTENCE_MEANING_SHARE = 0.5
@@ -118,10 +122,20 @@ class Retriever:
     def mode(self) -> str:
         return "hybrid" if self.sentences is not None or self.remote_sentences is not None else "lexical"
 
-    def passage(self, passage_id: str) -> Passage | None:
-        """The passage with this id, reading only its own speech's passages (ids are `speech:paragraph.part`)."""
+    def passage(self, passage_id: str, *, shown: bool = False) -> Passage | None:
+        """The passage with this id, reading only its own speech's passages (ids are `speech:paragraph.part`);
+        `shown`: as a hit shows it, grown by whole sentences of its paragraph."""
         rows = self.speeches.passage_rows(passage_id.rpartition(":")[0])
-        return next((p for p in map(self.passages.__getitem__, rows) if p.passage_id == passage_id), None)
+        row = next((row for row in rows if self.passages[row].passage_id == passage_id), None)
+        if row is None:
+            return None
+        return self._as_shown(row) if shown else self.passages[row]
+
+    def _as_shown(self, row: int) -> Passage:
+        passage = self.passages[row]
+        units = self.paragraphs.units[int(self.paragraphs.of_row[row])].tolist()
+        sentences = [(int(self.units[unit, 1]), int(self.units[unit, 2])) for unit in units]
+        return widened(passage, self.speeches.get(passage.speech_id), sentences, SHOWN_CHARS)
 
     def search(self, question: str, top_k: int = 5) -> SearchResult:
         """Rank paragraphs for `question`; raises `BadQuestion` when there is nothing to search for."""
@@ -250,7 +264,7 @@ class Retriever:
         dense = None if unit_scores is None or not len(units) else float(unit_scores[units].max())
         return Hit(
             rank=rank,
-            passage=passage,
+            passage=self._as_shown(row),
             score=float(fused.get(paragraph, 0.0)),
             lexical_score=float(lexical[row]),
             dense_score=dense,
