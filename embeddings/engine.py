@@ -21,7 +21,7 @@ from embeddings.errors import IndexError_, ModelUnavailable
 from embeddings.index.build import BuildReport, build_index
 from embeddings.index.generations import build_running
 from embeddings.index.knownfiles import known_files
-from embeddings.index.store import OutdatedIndex, StoredIndex, open_stored
+from embeddings.index.store import OutdatedIndex, StoredIndex, open_live, open_stored
 from embeddings.index.wordsbuild import dictionary_hash
 from embeddings.ingest.corpus import Corpus, load_corpus, speech_files
 from embeddings.models.bundled import BUNDLED_MODEL, BundledEmbedder, unsupported_reason
@@ -92,7 +92,7 @@ def index_status(corpus_root: Path, index_root: Path, settings: EngineSettings, 
         )
     read = None
     if manifest.get("corpus_fingerprint") != (fingerprint := corpus_fingerprint(corpus_root)):
-        read = fingerprint, load_corpus(corpus_root, settings.segment, known_files(index_root, settings))
+        read = fingerprint, load_corpus(corpus_root, settings.segment, known_files(stored, settings))
         if read[1].content_hash != manifest.get("corpus_hash"):
             return IndexStatus(IndexState.STALE, "the speeches changed since the index was built", stored, corpus=read)
     return IndexStatus(IndexState.FRESH, "up to date", stored, dense_pending=pending, corpus=read)
@@ -168,7 +168,7 @@ def rebuild(
     if read is None:
         # Fingerprint before reading: a file edited during the build then shows up as changed next time.
         fingerprint = corpus_fingerprint(corpus_root)
-        known = known_files(index_root, settings) if reuse else None
+        known = known_files(open_live(index_root), settings) if reuse else None
         read = fingerprint, load_corpus(corpus_root, settings.segment, known)
     fingerprint, corpus = read
     if on_start is not None:

@@ -17,7 +17,7 @@ from embeddings.index import bm25build, wordsbuild
 from embeddings.index import build as build_module
 from embeddings.index.forward import FORWARD, RUNS
 from embeddings.index.knownfiles import known_files
-from embeddings.index.store import MANIFEST
+from embeddings.index.store import MANIFEST, open_live
 from embeddings.ingest import corpus as corpus_module
 from embeddings.ingest.corpus import load_corpus
 from embeddings.settings import EngineSettings
@@ -146,7 +146,7 @@ def test_only_new_and_changed_files_are_read_again_into_the_same_corpus(
         return real_read(path)
 
     monkeypatch.setattr(corpus_module, "read_document", counted)
-    again = load_corpus(corpus, engine.segment, known_files(index, engine))
+    again = load_corpus(corpus, engine.segment, known_files(open_live(index), engine))
     # And the second name of the duplicate: the index keeps the speech under its first name only.
     assert sorted(read) == sorted(["cpc-congress-02-new-report.txt", LEAD_GOOSE, UNION])
     assert again == load_corpus(corpus, engine.segment)  # duplicates and their aliases found as before

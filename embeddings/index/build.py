@@ -25,7 +25,7 @@ from embeddings.index.forward import passage_runs
 from embeddings.index.generations import build_lock, commit_generation, new_generation, successor
 from embeddings.index.knownfiles import write_known
 from embeddings.index.lazycorpus import write_passages, write_speeches
-from embeddings.index.store import INDEX_FORMAT, PARAGRAPHS_FILE, UNITS_FILE
+from embeddings.index.store import INDEX_FORMAT, PARAGRAPHS_FILE, UNITS_FILE, open_live
 from embeddings.index.units import Units, unit_table, unit_texts
 from embeddings.index.wordsbuild import build_words, dictionary_hash, passages_to_cut, reusable
 from embeddings.ingest.corpus import Corpus, Problem
@@ -68,7 +68,7 @@ def build_index(
     """
     lexical_settings = settings.lexical
     with build_lock(root):
-        previous = reusable(root, settings) if reuse_words else None
+        previous = reusable(open_live(root), settings) if reuse_words else None
         runs = passage_runs(corpus.passages)
         cut = passages_to_cut(runs, previous)
         directory = new_generation(root)

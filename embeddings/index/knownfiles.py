@@ -20,7 +20,7 @@ import numpy as np
 from embeddings.errors import IndexError_
 from embeddings.index.lazycorpus import Speeches
 from embeddings.index.ondisk import mapped
-from embeddings.index.store import SPANS_FILE, SPEECH_FILES, StoredIndex, live_name, open_stored
+from embeddings.index.store import SPANS_FILE, SPEECH_FILES, StoredIndex
 from embeddings.ingest.corpus import Stamp
 from embeddings.ingest.segment import Span
 from embeddings.passage import Passage, Speech
@@ -65,14 +65,11 @@ class KnownFiles:
         return replace(speech, aliases=()), spans
 
 
-def known_files(index_root: Path, settings: EngineSettings) -> KnownFiles | None:
-    """The live generation's record of the files it read, when it cut them as `settings` would."""
-    if live_name(index_root) is None:
-        return None  # nothing built yet
+def known_files(stored: StoredIndex | None, settings: EngineSettings) -> KnownFiles | None:
+    """What the generation `stored` read of each file, when it cut them as `settings` would."""
+    if stored is None or stored.manifest["config_hash"] != settings.index_hash():
+        return None
     try:
-        stored = open_stored(index_root)  # digests checked too while small: a damaged index is not reused
-        if stored.manifest["config_hash"] != settings.index_hash():
-            return None
         return KnownFiles(stored)
     except (IndexError_, OSError, ValueError, KeyError, TypeError, IndexError) as error:
         # The text, not the error: a record kept by a handler would keep its frames, and their locals, alive.

@@ -182,6 +182,15 @@ def open_stored(root: Path, verify: bool | None = None) -> StoredIndex:
     return StoredIndex(directory, manifest)
 
 
+def open_live(root: Path) -> StoredIndex | None:
+    """The live generation for a build to reuse, or None when there is none or it does not check out
+    (digests too while it is small: a damaged index is not reused)."""
+    try:
+        return open_stored(root)
+    except IndexError_:
+        return None
+
+
 def _check_manifest(directory: Path, manifest: Any) -> None:
     """Refuse a manifest that readers could trip over: every field they use, with the type they expect."""
 

@@ -21,7 +21,7 @@ from embeddings.index.bm25build import CHUNK_PASSAGES, Spill, assemble, tokenise
 from embeddings.index.forward import Forward, ForwardWriter, Reused
 from embeddings.index.lexical import write_meta
 from embeddings.index.ondisk import write_strings
-from embeddings.index.store import LEXICAL_FILES, open_stored
+from embeddings.index.store import LEXICAL_FILES, StoredIndex
 from embeddings.passage import Passage
 from embeddings.settings import EngineSettings
 from embeddings.text.tokenize import passage_tokenizer
@@ -121,11 +121,9 @@ def dictionary_hash(settings: EngineSettings) -> str:
     return digest.hexdigest()[:16]
 
 
-def reusable(root: Path, settings: EngineSettings) -> Forward | None:
-    """The live generation's passage tokens, when it was built the way this build cuts words."""
-    try:
-        stored = open_stored(root)  # digests checked too while small: a damaged index is not reused
-    except IndexError_:
+def reusable(stored: StoredIndex | None, settings: EngineSettings) -> Forward | None:
+    """The passage tokens of the generation `stored`, when it was built the way this build cuts words."""
+    if stored is None:
         return None
     manifest = stored.manifest
     if manifest["config_hash"] != settings.index_hash() or manifest["dictionary_hash"] != dictionary_hash(settings):

@@ -113,16 +113,17 @@ def load_corpus(root: Path, settings: SegmentSettings, known: Known | None = Non
         raise CorpusError(f"corpus path {root} is not a folder", "point [corpus] path at a folder")
     files = list(walk_corpus(root))
     readable = [path for path, loop in files if not loop]
-    sources = [path.relative_to(root).as_posix() for path in readable]
-    speech_ids = _speech_ids(root, readable)
+    to_read: list[File] = [
+        (path, speech_id, path.relative_to(root).as_posix())
+        for path, speech_id in zip(readable, _speech_ids(root, readable), strict=True)
+    ]
     stamps = [_stamp(path) for path in readable]
     held = [
         known(speech_id, source, stamp) if known is not None and stamp is not None else None
-        for speech_id, source, stamp in zip(speech_ids, sources, stamps, strict=True)
+        for (_, speech_id, source), stamp in zip(to_read, stamps, strict=True)
     ]
-    to_read = [file for file, was in zip(zip(readable, speech_ids, sources, strict=True), held, strict=True) if not was]
-    read = _read_all(to_read, settings)
-    outcomes = zip((was or next(read) for was in held), stamps, strict=True)
+    read = _read_all([file for file, was in zip(to_read, held, strict=True) if was is None], settings)
+    outcomes = zip((next(read) if was is None else was for was in held), stamps, strict=True)
     speeches: list[Speech] = []
     kept_stamps: list[Stamp | None] = []
     passages: list[list[Passage]] = []

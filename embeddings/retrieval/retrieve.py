@@ -14,7 +14,7 @@ from embeddings.index.lexical import LexicalIndex
 from embeddings.index.store import REBUILD_HINT, StoredIndex
 from embeddings.models.dense import Embedder
 from embeddings.models.rerank import Reranker, rerank_order
-from embeddings.passage import Hit, Passage, SearchResult
+from embeddings.passage import Hit, Passage, SearchResult, Speech
 from embeddings.retrieval.coverage import Coverage, FormCache, question_words
 from embeddings.retrieval.fusion import DEFAULT_SIMILARITY_GAIN, ModelProfile, fuse, model_profile, top_rows
 from embeddings.retrieval.meaning import SentenceVectors
@@ -129,13 +129,15 @@ class Retriever:
         row = next((row for row in rows if self.passages[row].passage_id == passage_id), None)
         if row is None:
             return None
-        return self._as_shown(row) if shown else self.passages[row]
+        if not shown:
+            return self.passages[row]
+        return self._as_shown(row, self.speeches.get(self.passages[row].speech_id))
 
-    def _as_shown(self, row: int) -> Passage:
-        passage = self.passages[row]
+    def _as_shown(self, row: int, speech: Speech | None) -> Passage:
+        """Passage `row` grown by whole sentences of its paragraph (of `speech`) up to `SHOWN_CHARS`."""
         units = self.paragraphs.units[int(self.paragraphs.of_row[row])].tolist()
         sentences = [(int(self.units[unit, 1]), int(self.units[unit, 2])) for unit in units]
-        return widened(passage, self.speeches.get(passage.speech_id), sentences, SHOWN_CHARS)
+        return widened(self.passages[row], speech, sentences, SHOWN_CHARS)
 
     def search(self, question: str, top_k: int = 5) -> SearchResult:
         """Rank paragraphs for `question`; raises `BadQuestion` when there is nothing to search for."""
@@ -262,14 +264,15 @@ class Retriever:
         paragraph = int(self.paragraphs.of_row[row])
         units = self.paragraphs.units[paragraph]
         dense = None if unit_scores is None or not len(units) else float(unit_scores[units].max())
+        speech = self.speeches.get(passage.speech_id)
         return Hit(
             rank=rank,
-            passage=self._as_shown(row),
+            passage=self._as_shown(row, speech),
             score=float(fused.get(paragraph, 0.0)),
             lexical_score=float(lexical[row]),
             dense_score=dense,
             source="hybrid" if unit_scores is not None else "lexical",
-            paragraph=paragraph_passage(self.speeches.get(passage.speech_id), passage.paragraph_no, passage),
+            paragraph=paragraph_passage(speech, passage.paragraph_no, passage),
         )
 
     def _sentence_scores(self, rows: list[int], unit_scores: np.ndarray | None) -> tuple[tuple[str, int, float], ...]:
