@@ -174,6 +174,13 @@ def test_a_damaged_weights_file_is_refused_with_what_to_do(zero_folder, tmp_path
         TrainedEmbedder(folder)
     assert "re-export" in error.value.hint and "\n" not in str(error.value)
 
+    # Hashed while the session is built: damage that also breaks reading is still named as damage.
+    data[-1] ^= 0xFF
+    data[data.index(b"\x93NUMPY")] ^= 0xFF
+    (folder / WEIGHTS).write_bytes(bytes(data))
+    with pytest.raises(ModelUnavailable, match=r"damaged: weights\.npz differs from model\.json"):
+        TrainedEmbedder(folder)
+
     (folder / WEIGHTS).write_bytes(bytes(data[:-10]))  # truncated: caught before anything loads
     assert "weights.npz has" in unavailable_reason(folder)
     assert not locate_model(str(folder), allow_network=False).available

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from embeddings.errors import ModelUnavailable
 from embeddings.models.bundled import nfkc
 from embeddings.models.e5file import E5File, bundled_model_path
 from embeddings.models.e5tokens import PASSAGE_PREFIX, QUERY_PREFIX, E5Tokenizer
@@ -56,20 +57,29 @@ class TrainedEmbedder:
         folder = Path(folder).expanduser()
         manifest, raw = checked(folder)
         encoder, data = read(folder / ENCODER), read(folder / WEIGHTS)
-        for file, content in ((ENCODER, encoder), (WEIGHTS, data)):
-            if hashlib.sha256(content).hexdigest() != manifest["files"][file]["sha256"]:
-                raise fail(folder, f"is damaged: {file} differs from model.json")
         self._base = _base(folder, manifest["base"])
-        # The tokenizer's tables are built in pure Python (~0.14 s) while onnxruntime, which lets go
-        # of the interpreter, builds the session (measured: 0.43 s to load instead of 0.45).
+        # While onnxruntime builds the session, which lets go of the interpreter, the files are
+        # hashed (hashlib lets go of it too) and the tokenizer's tables are built in pure Python:
+        # a cold question waits for the longest of the three, not their sum.
+        damaged: list[str] = []
+        hashing = threading.Thread(target=lambda: damaged.extend(_damaged(manifest, encoder, data)))
         tokenizers: list[E5Tokenizer] = []
         building = threading.Thread(target=lambda: tokenizers.append(E5Tokenizer(self._base)))
+        hashing.start()
         building.start()
         try:
             weights = read_weights(folder, data, graph_shapes(self._base.shape))
             self._session = _session(folder, encoder, weights, threads)
+        except ModelUnavailable:
+            hashing.join()
+            if damaged:  # a damaged file explains the failure better than what it broke
+                raise fail(folder, f"is damaged: {damaged[0]} differs from model.json") from None
+            raise
         finally:
+            hashing.join()
             building.join()
+        if damaged:
+            raise fail(folder, f"is damaged: {damaged[0]} differs from model.json")
         self._tokenizer = tokenizers[0] if tokenizers else E5Tokenizer(self._base)  # the thread's error, raised here
         self._name = name_of(manifest, raw)
         if profile := _profile(folder, manifest.get("profile")):
@@ -128,6 +138,13 @@ class TrainedEmbedder:
                 bar.update(np.count_nonzero(windows_left == 0) - done)
             start = end
         return summed
+
+
+def _damaged(manifest: Mapping[str, Any], encoder: bytes, data: bytes) -> list[str]:
+    """The files whose SHA-256 differs from the manifest's."""
+    expected = {name: manifest["files"][name]["sha256"] for name in (ENCODER, WEIGHTS)}
+    found = {ENCODER: hashlib.sha256(encoder).hexdigest(), WEIGHTS: hashlib.sha256(data).hexdigest()}
+    return [name for name in expected if found[name] != expected[name]]
 
 
 def _base(folder: Path, expected: Mapping[str, Any]) -> E5File:

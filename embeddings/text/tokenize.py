@@ -24,16 +24,35 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Callable, Iterable
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
-import jieba
-
 from embeddings.errors import IndexError_
 from embeddings.index.store import REBUILD_HINT
 from embeddings.text.textnorm import matching_form
+
+
+@contextmanager
+def _hidden(module: str) -> Iterator[None]:
+    """`import module` fails inside the block, unless it was imported already."""
+    hide = module not in sys.modules
+    if hide:
+        sys.modules[module] = None  # type: ignore[assignment]  # None in sys.modules: the import raises
+    try:
+        yield
+    finally:
+        if hide:
+            del sys.modules[module]
+
+
+# jieba 0.42 imports setuptools' pkg_resources only to open its own files, and opens them by path
+# without it; pkg_resources alone costs ~60 ms, a tenth of a cold question.
+with _hidden("pkg_resources"):
+    import jieba
 
 TokenizerFn = Callable[[str], list[str]]
 Cut = Callable[[str], list[str]]  # jieba's words of a text in matching form, without HMM
