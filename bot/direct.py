@@ -144,17 +144,19 @@ def _enumeration(best: _Scored) -> list[_Scored]:
     """The numbered items of the best sentence's paragraph, with the sentence that announces them.
 
     Items are the paragraph's sentences that open with a marker (一是, 第二, 其次, （三）, 4、…);
-    at least two are needed, else the paragraph holds no list and the usual answer stands.
+    at least two are needed, else the paragraph holds no list and the usual answer stands. A best
+    sentence further up the paragraph than the one announcing the items is about something else:
+    the items would answer another question ("除了人民日报，还上了哪些报纸？" once got 二是依法推进…).
     """
     sentences = [best.text[a:b].strip() for a, b in best.spans]
     items = [i for i, sentence in enumerate(sentences) if _ITEM.match(sentence)]
     if len(items) < 2:
         return []
     first = items[0]
-    lead = [first - 1] if first > 0 and sentences[first - 1].rstrip(_CLOSERS).endswith(("：", ":")) else []
-    if best.index < first and not lead:
-        lead = [best.index]
-    keep = lead + items[:MAX_LIST_ITEMS]
+    if best.index < first - 1:
+        return []
+    announced = best.index == first - 1 or sentences[first - 1].rstrip(_CLOSERS).endswith(("：", ":"))
+    keep = ([first - 1] if first > 0 and announced else []) + items[:MAX_LIST_ITEMS]
     return [_Scored(best.score, best.citation, i, sentences[i], best.spans, best.text) for i in keep]
 
 

@@ -143,6 +143,18 @@ def test_a_short_point_is_answered_by_the_sentences_that_make_it():
     assert said[0] == "第四要好共事。" and "一是要学会欣赏，学会赞赏别人的优点。" in said
 
 
+def test_a_list_is_the_answer_only_where_the_best_sentence_announces_it():
+    text = "人民日报做了报道。法制日报也刊登了消息。书记讲了几点。一是提高站位。二是依法推进。三是强化宣传。"
+    terms = (("报纸", 2.0, True), ("法制日报", 3.0, True), ("消息", 1.0, True))
+    answer = compose(_result(text, "还有哪些报纸刊登了消息？", terms), AnswerSettings())
+    said = [s.text for s in answer.direct]
+    assert "法制日报也刊登了消息。" in said and not any(item in said for item in ("二是依法推进。", "三是强化宣传。"))
+    # Announced by the best sentence itself, the items are the answer.
+    text = "法制日报也刊登了消息，有三点要求。一是提高站位。二是依法推进。三是强化宣传。"
+    said = [s.text for s in compose(_result(text, "有哪些要求？", (("要求", 2.0, True),)), AnswerSettings()).direct]
+    assert said == ["法制日报也刊登了消息，有三点要求。", "一是提高站位。", "二是依法推进。", "三是强化宣传。"]
+
+
 def test_a_run_in_heading_is_never_the_direct_answer():
     text = "（三）创品牌。创品牌就是要持之以恒、久久为功、持续发力，然后做出品牌。"
     answer = compose(_result(text, "创品牌需要什么？", (("创品牌", 3.0, True),)), AnswerSettings())
