@@ -193,6 +193,19 @@ def test_config_sections_load_and_check_ranges(tmp_path: Path) -> None:
         load_config(str(bad))
 
 
+def _replies(retriever: Retriever, log: Path) -> Replies:
+    """Replies as a chat bot makes them, with its feedback in `log` and no limits in the way."""
+    return Replies(
+        retriever,
+        settings=load_config(str(REPO / "config.toml")).answer,
+        access=Access.of((), ()),
+        questions=RateLimiter(100),
+        feedback=FeedbackLog(log),
+        link=None,
+        limit=3000,
+    )
+
+
 def test_a_failure_on_the_way_out_leaves_the_message_in_the_journal(
     shipped_retriever: Retriever, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -202,15 +215,7 @@ def test_a_failure_on_the_way_out_leaves_the_message_in_the_journal(
 
     async def main() -> list[dict[str, object]]:
         log = tmp_path / "log.sqlite3"
-        replies = Replies(
-            shipped_retriever,
-            settings=load_config(str(REPO / "config.toml")).answer,
-            access=Access.of((), ()),
-            questions=RateLimiter(100),
-            feedback=FeedbackLog(log),
-            link=None,
-            limit=3000,
-        )
+        replies = _replies(shipped_retriever, log)
         inbox = Inbox(
             "dingtalk",
             Journal(log, 1),
@@ -244,15 +249,7 @@ def test_a_question_asked_while_search_is_unavailable_waits_in_the_journal(tmp_p
 
     async def main() -> tuple[list[dict[str, object]], list[tuple[str, int]]]:
         log = tmp_path / "log.sqlite3"
-        replies = Replies(
-            Down(),  # type: ignore[arg-type]
-            settings=load_config(str(REPO / "config.toml")).answer,
-            access=Access.of((), ()),
-            questions=RateLimiter(100),
-            feedback=FeedbackLog(log),
-            link=None,
-            limit=3000,
-        )
+        replies = _replies(Down(), log)  # type: ignore[arg-type]
         outbox = Recording()
         inbox = Inbox(
             "dingtalk", Journal(log, 1), replies, outbox=outbox, decode=dingtalk_send.decode, pacer=Pacer(100, 100)

@@ -67,19 +67,19 @@ class TrainedEmbedder:
         building = threading.Thread(target=lambda: tokenizers.append(E5Tokenizer(self._base)))
         hashing.start()
         building.start()
+        failure: ModelUnavailable | None = None
         try:
             weights = read_weights(folder, data, graph_shapes(self._base.shape))
             self._session = _session(folder, encoder, weights, threads)
-        except ModelUnavailable:
-            hashing.join()
-            if damaged:  # a damaged file explains the failure better than what it broke
-                raise fail(folder, f"is damaged: {damaged[0]} differs from model.json") from None
-            raise
+        except ModelUnavailable as error:
+            failure = error  # a damaged file, if the hashes find one, explains it better than what it broke
         finally:
             hashing.join()
             building.join()
         if damaged:
             raise fail(folder, f"is damaged: {damaged[0]} differs from model.json")
+        if failure is not None:
+            raise failure
         self._tokenizer = tokenizers[0] if tokenizers else E5Tokenizer(self._base)  # the thread's error, raised here
         self._name = name_of(manifest, raw)
         if profile := _profile(folder, manifest.get("profile")):
