@@ -7,6 +7,11 @@
   reports of `shared/corpus-reports/` as one corpus (gold spans are still only in the two speeches).
 - `speeches-heldout`: the same speeches and `benchmarks/questions/speeches-heldout.jsonl`, questions of
   the same kind written apart from the dev set (so tuning on the dev set cannot pass it by itself).
+- `reports-reworded`: 364 questions in the askers' own words (the paraphrase dev set's kinds, 22 of them
+  unanswerable) written for this project on 22 of the reports, over those 22 reports
+  (`benchmarks/questions/reports-reworded.jsonl`). Many more reworded questions than the paraphrase dev
+  set's 40, on a second corpus; questions written on the other 45 reports are training data
+  (`training/asked/`), never these.
 - `cmrc-848`: CMRC 2018 dev questions over their own 848 passages.
 - `cmrc-3507`: the same questions over every CMRC 2018 paragraph (train + dev + trial) as distractors.
 
@@ -36,16 +41,27 @@ REPORTS = SHARED / "corpus-reports"
 CACHE = REPO / "benchmarks" / ".cache"
 CORPUS_69 = CACHE / "corpus69" / "speeches"
 HELD_OUT_QUESTIONS = REPO / "benchmarks" / "questions" / "speeches-heldout.jsonl"
+REWORDED_REPORT_QUESTIONS = REPO / "benchmarks" / "questions" / "reports-reworded.jsonl"
+CORPUS_REWORDED_REPORTS = CACHE / "reports-reworded" / "speeches"
 CMRC_DEV = SHARED / "bench" / "cmrc2018-dev"
 CMRC_ALL_PASSAGES = SHARED / "bench" / "cmrc2018-all-passages.jsonl"
 
-DATASETS = ("speeches", "speeches-paraphrase", "corpus-69", "speeches-heldout", "cmrc-848", "cmrc-3507")
+DATASETS = (
+    "speeches",
+    "speeches-paraphrase",
+    "corpus-69",
+    "speeches-heldout",
+    "reports-reworded",
+    "cmrc-848",
+    "cmrc-3507",
+)
 SPEECH_SETS = ("speeches", "speeches-paraphrase", "speeches-heldout")  # the small ones: two speeches each
 LABELS = {
     "speeches": "Speeches dev",
     "speeches-paraphrase": "Speeches, reworded (paraphrase dev)",
     "corpus-69": "69-document corpus, reworded",
     "speeches-heldout": "Speeches held-out",
+    "reports-reworded": "22 reports, reworded",
     "cmrc-848": "CMRC 2018 dev, 848-passage pool",
     "cmrc-3507": "CMRC 2018 dev, 3,507-passage pool",
 }
@@ -98,6 +114,9 @@ def load_dataset(name: str, segment: SegmentSettings, speeches_root: Path, quick
         return replace(_speeches(name, segment, corpus_69(speeches_root), PARAPHRASE_QUESTIONS), cached_embeddings=True)
     if name == "speeches-heldout":
         return _speeches(name, segment, speeches_root, HELD_OUT_QUESTIONS)
+    if name == "reports-reworded":
+        folder = _mirrored(CORPUS_REWORDED_REPORTS, [REPORTS / name for name in _reports_asked_about()])
+        return replace(_speeches(name, segment, folder, REWORDED_REPORT_QUESTIONS), cached_embeddings=True)
     if name == "cmrc-848":
         return _cmrc(name, CMRC_DEV / "passages.jsonl", quick)
     if name == "cmrc-3507":
@@ -134,17 +153,29 @@ def corpus_69(speeches_root: Path) -> Path:
     sources = sorted(speeches_root.glob("*.txt")) + sorted(REPORTS.glob("*.txt"))
     if len(sources) != 69:
         raise FileNotFoundError(f"expected 2 speeches in {speeches_root} and 67 reports in {REPORTS}")
-    CORPUS_69.mkdir(parents=True, exist_ok=True)
+    return _mirrored(CORPUS_69, sources)
+
+
+def _reports_asked_about() -> list[str]:
+    return sorted({str(record["doc"]) for record in _read_jsonl(REWORDED_REPORT_QUESTIONS)})
+
+
+def _mirrored(folder: Path, sources: list[Path]) -> Path:
+    """`folder` holding exactly `sources`, refreshed when a source file changed."""
+    missing = [source for source in sources if not source.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{missing[0]} is missing: the benchmark needs {len(sources)} files like it")
+    folder.mkdir(parents=True, exist_ok=True)
     wanted = {source.name for source in sources}
-    for stale in CORPUS_69.iterdir():
+    for stale in folder.iterdir():
         if stale.name not in wanted:
             stale.unlink()
     for source in sources:
-        target = CORPUS_69 / source.name
+        target = folder / source.name
         data = source.read_bytes()
         if not target.is_file() or target.read_bytes() != data:
             target.write_bytes(data)
-    return CORPUS_69
+    return folder
 
 
 def _cmrc_passage(record: dict[str, str]) -> Passage:
@@ -170,5 +201,7 @@ def corpus_chars(name: str) -> int:
     """Characters a big corpus holds: what embedding it costs, to project a run's time."""
     if name == "corpus-69":
         return sum(len(p.read_text("utf-8")) for p in sorted(REPORTS.glob("*.txt"))) + 12_390  # + the speeches
+    if name == "reports-reworded":
+        return sum(len((REPORTS / name).read_text("utf-8")) for name in _reports_asked_about())
     source = {"cmrc-848": CMRC_DEV / "passages.jsonl", "cmrc-3507": CMRC_ALL_PASSAGES}[name]
     return sum(len(str(record["text"])) for record in _read_jsonl(source))

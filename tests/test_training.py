@@ -61,6 +61,78 @@ def test_pairs_hold_the_answering_sentence_and_exclude_evaluation_questions(tmp_
     assert by_query["过去一年的工作"].positive == "经济运行保持稳定。"
 
 
+def _asked(folder: Path, reports: Path) -> Path:
+    (reports / "report.txt").write_text(
+        "某年政府工作报告\n一、过去一年的工作\n经济运行保持稳定。就业形势总体良好。物价水平基本稳定。\n"
+        "二、今年的任务\n要让老年人看病更方便。社区医院延长服务时间。药品价格继续下调。\n",
+        "utf-8",
+    )
+    rows = [
+        {"report": "report.txt", "kind": "paraphrase", "question": "找工作难不难？", "answer": "就业形势总体良好"},
+        {"report": "report.txt", "kind": "why", "question": "晚上去诊所能开门吗？", "answer": "社区医院延长服务时间。"},
+        {"report": "report.txt", "kind": "unanswerable", "question": "明年房价会跌吗？", "answer": "物价水平基本稳定"},
+    ]
+    path = folder / "asked.jsonl"
+    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), "utf-8")
+    return path
+
+
+def test_written_questions_pair_with_their_sentence_and_negatives_from_the_same_report(tmp_path: Path) -> None:
+    import random
+
+    from training.data import asked_examples, training_examples
+
+    reports = _reports(tmp_path)
+    asked = asked_examples(_asked(tmp_path, reports), reports, random.Random(0))
+    by_query = {e.query: e for e in asked}
+    # The unanswerable question has no sentence to pull towards: it is left out.
+    assert set(by_query) == {"找工作难不难？", "晚上去诊所能开门吗？"}
+    assert by_query["找工作难不难？"].positive == "就业形势总体良好。"
+    jobs = by_query["找工作难不难？"].negatives
+    assert len(jobs) == 2 and jobs[0] in {"经济运行保持稳定。", "物价水平基本稳定。"}
+    assert all("就业" not in n for n in jobs)
+    # Mixed in at a share: the written questions are all there, the others fill the rest.
+    mix = training_examples(
+        _cmrc_file(tmp_path),
+        reports,
+        set(),
+        seed=1,
+        report_share=0.0,
+        asked=_asked(tmp_path, reports),
+        asked_share=0.5,
+        cmrc_sha256=None,
+    )
+    assert sorted(e.source for e in mix) == ["asked", "asked", "cmrc", "cmrc"]
+
+
+def test_an_answer_missing_from_its_report_is_refused(tmp_path: Path) -> None:
+    import random
+
+    from training.data import asked_examples
+
+    reports = _reports(tmp_path)
+    path = tmp_path / "asked.jsonl"
+    row = {"report": "report.txt", "kind": "paraphrase", "question": "经济好吗？", "answer": "经济高速增长"}
+    path.write_text(json.dumps(row, ensure_ascii=False) + "\n", "utf-8")
+    with pytest.raises(ValueError, match=r"not in report\.txt"):
+        asked_examples(path, reports, random.Random(0))
+
+
+def test_a_sentence_two_questions_share_is_not_a_negative_of_either() -> None:
+    from training.data import Example
+    from training.train import contrastive_loss, repeated_positives
+
+    batch = [Example("问一", "同一句。", ("别的句子。",), "t"), Example("问二", "同一句。", (), "t")]
+    candidates = ["同一句。", "同一句。", "别的句子。"]
+    repeats = repeated_positives(batch, candidates)
+    assert repeats.tolist() == [[False, True, False], [True, False, False]]
+    queries = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [1.0, 0.0]]), dim=1)
+    passages = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]), dim=1)
+    # Unmasked, each question is pushed away from its own answer's copy; masked, only the true negative counts.
+    assert float(contrastive_loss(queries, passages, 0.05, repeats)) < float(contrastive_loss(queries, passages, 0.05))
+    assert float(contrastive_loss(queries, passages, 0.05, repeats)) < 1e-6
+
+
 def test_cmrc_file_is_checked_before_use(tmp_path: Path) -> None:
     import random
 

@@ -7,6 +7,10 @@
   section heading with the first sentence under it, and a paragraph's lead sentence ("——经济运行
   保持在合理区间。") with the rest of its paragraph. They teach the register of official Chinese and
   the step from a short summary to the text it sums up, which is how askers word their questions.
+- Questions written for this project on those reports in the askers' own words (`training/asked/`):
+  each with the verbatim span that answers it; the sentences holding the span are the positive,
+  another sentence of its paragraph and BM25's best sentence of another paragraph of the same
+  report the hard negatives (the product's usual miss is the wrong paragraph of the right speech).
 
 No question of an evaluation set may enter training: every query is checked against them.
 """
@@ -124,6 +128,51 @@ def report_examples(folder: Path, rng: random.Random) -> list[Example]:
     return examples
 
 
+def asked_examples(path: Path, reports: Path, rng: random.Random) -> list[Example]:
+    """The written questions with the sentences that answer them (unanswerable ones have no positive: left out)."""
+    rows = [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
+    paragraphs = {
+        name: [line.strip() for line in (reports / name).read_text("utf-8").splitlines() if line.strip()]
+        for name in sorted({row["report"] for row in rows})
+    }
+    found: list[tuple[str, str, list[str], str, int]] = []  # question, positive, paragraph's others, report, paragraph
+    for row in rows:
+        if row["kind"] == "unanswerable":
+            continue
+        lines = paragraphs[row["report"]]
+        answer = row["answer"].strip()
+        holding = next((i for i, line in enumerate(lines) if answer in line), None)
+        if holding is None:
+            raise ValueError(f"{path}: the answer of {row['question']!r} is not in {row['report']}")
+        line = lines[holding]
+        start = line.index(answer)
+        spans = _sentences(line)
+        covering = [(a, b) for a, b in spans if a < start + len(answer) and b > start]
+        if not covering:
+            continue  # the answer lies in a fragment too short to be a sentence
+        positive = line[covering[0][0] : covering[-1][1]].strip()[:MAX_PASSAGE_CHARS]
+        others = [line[a:b].strip() for a, b in spans if (a, b) not in covering]
+        found.append((row["question"].strip(), positive, others, row["report"], holding))
+    where = [(name, i) for name in paragraphs for i in range(len(paragraphs[name]))]
+    pool = [
+        (paragraphs[name][i][a:b].strip(), number)
+        for number, (name, i) in enumerate(where)
+        for a, b in _sentences(paragraphs[name][i])
+    ]
+    retrieved = _bm25_sentences(pool, [row[0] for row in found], depth=16)
+    examples = []
+    for (question, positive, others, report, holding), candidates in zip(found, retrieved, strict=True):
+        negatives = [rng.choice(others)] if others else []
+        elsewhere = next(
+            (pool[i][0] for i in candidates if where[pool[i][1]][0] == report and where[pool[i][1]][1] != holding),
+            None,
+        )
+        if elsewhere is not None:
+            negatives.append(elsewhere)
+        examples.append(Example(question, positive, tuple(negatives), "asked"))
+    return examples
+
+
 def worded_away(example: Example, cut: Callable[[str], list[str]]) -> Example:
     """The question without the words it shares with its answer: what is left must be matched by meaning.
 
@@ -145,9 +194,14 @@ def training_examples(
     seed: int,
     report_share: float,
     reword_share: float = 0.0,
+    asked: Path | None = None,
+    asked_share: float = 0.0,
     cmrc_sha256: str | None = CMRC_SHA256,
 ) -> list[Example]:
-    """The shuffled mix; `report_share` of it from the reports, `reword_share` of CMRC's questions worded away."""
+    """The shuffled mix; `report_share` of it from the reports, `reword_share` of CMRC's questions worded away.
+
+    With `asked`, the written questions make `asked_share` of the mix: the rest is drawn from the others.
+    """
     rng = random.Random(seed)
     examples = cmrc_examples(cmrc, rng, cmrc_sha256)
     if reword_share > 0:
@@ -157,6 +211,10 @@ def training_examples(
     if reports is not None and report_share > 0:
         wanted = int(len(examples) * report_share / (1 - report_share))
         examples += report_examples(reports, rng)[:wanted]
+    if asked is not None and reports is not None and asked_share > 0:
+        written = asked_examples(asked, reports, rng)
+        rng.shuffle(examples)
+        examples = written + examples[: int(len(written) * (1 - asked_share) / asked_share)]
     excluded = {scoring_form(question) for question in excluded}
     kept = [e for e in examples if scoring_form(e.query) not in excluded]
     rng.shuffle(kept)

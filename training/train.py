@@ -45,15 +45,24 @@ class Recipe:
     first_trained_layer: int = 0
     report_share: float = 0.5
     reword_share: float = 0.5
+    asked_share: float = 0.0
     max_query_tokens: int = 48
     max_passage_tokens: int = 96
     seed: int = 17
     save_every: int = 20
 
 
-def contrastive_loss(queries: torch.Tensor, candidates: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Query i's positive is candidate i; every other candidate (hard negatives included) is a negative."""
+def contrastive_loss(
+    queries: torch.Tensor, candidates: torch.Tensor, temperature: float, repeats: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Query i's positive is candidate i; every other candidate (hard negatives included) is a negative.
+
+    `repeats[i, j]` marks candidate j as the same text as query i's positive: several questions of a
+    batch may share their answering sentence, and it must not count against them as a negative.
+    """
     scores = queries @ candidates.T / temperature
+    if repeats is not None:
+        scores = scores.masked_fill(repeats, float("-inf"))
     return torch.nn.functional.cross_entropy(scores, torch.arange(len(queries), device=queries.device))
 
 
@@ -147,6 +156,12 @@ def batch_of(examples: Sequence[Example], recipe: Recipe, step: int) -> list[Exa
     return [examples[i] for i in order[start : start + recipe.batch_size]]
 
 
+def repeated_positives(batch: Sequence[Example], candidates: Sequence[str]) -> torch.Tensor:
+    return torch.tensor(
+        [[j != i and text == example.positive for j, text in enumerate(candidates)] for i, example in enumerate(batch)]
+    )
+
+
 def train(run: Run, examples: Sequence[Example], source: E5File, device: torch.device, quiet: bool = False) -> int:
     recipe = run.recipe
     torch.manual_seed(recipe.seed)
@@ -165,7 +180,10 @@ def train(run: Run, examples: Sequence[Example], source: E5File, device: torch.d
             candidates = [e.positive for e in batch] + [n for e in batch for n in e.negatives]
             passages = tokenizer.batch(candidates, PASSAGE_PREFIX, cut_at=recipe.max_passage_tokens)
             loss = contrastive_loss(
-                embed(model, source, queries, device), embed(model, source, passages, device), recipe.temperature
+                embed(model, source, queries, device),
+                embed(model, source, passages, device),
+                recipe.temperature,
+                repeated_positives(batch, candidates).to(device),
             )
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(recipe, step)
@@ -195,6 +213,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--cmrc", type=Path, default=SHARED / "train/cmrc2018-train.json")
     parser.add_argument("--reports", type=Path, default=SHARED / "corpus-reports")
+    parser.add_argument(
+        "--asked",
+        type=Path,
+        default=REPO / "training/asked/reports-asked.jsonl",
+        help="questions written on the reports",
+    )
     parser.add_argument("--limit", type=int, default=0, help="train on the first N examples only (tests)")
     for field in fields(Recipe):
         parser.add_argument(f"--{field.name.replace('_', '-')}", dest=field.name, type=type(field.default))
@@ -213,6 +237,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=recipe.seed,
         report_share=recipe.report_share,
         reword_share=recipe.reword_share,
+        asked=args.asked if args.asked.exists() else None,
+        asked_share=recipe.asked_share,
     )
     if args.limit:
         examples = examples[: args.limit]
@@ -223,6 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "reports": {p.name: file_digest(p) for p in sorted(args.reports.glob("*.txt"))}
             if args.reports.exists()
             else {},
+            "asked_sha256": file_digest(args.asked) if args.asked.exists() else None,
             "base_sha256": file_digest(source.path),
             "examples": len(examples),
             "device": str(device),
