@@ -103,6 +103,11 @@ def test_written_questions_pair_with_their_sentence_and_negatives_from_the_same_
         cmrc_sha256=None,
     )
     assert sorted(e.source for e in mix) == ["asked", "asked", "cmrc", "cmrc"]
+    # A share asked for without the questions is refused, not quietly dropped.
+    with pytest.raises(ValueError, match="needs their file"):
+        training_examples(
+            _cmrc_file(tmp_path), reports, set(), seed=1, report_share=0.0, asked_share=0.5, cmrc_sha256=None
+        )
 
 
 def test_an_answer_missing_from_its_report_is_refused(tmp_path: Path) -> None:

@@ -153,7 +153,7 @@ def asked_examples(path: Path, reports: Path, rng: random.Random) -> list[Exampl
         positive = line[covering[0][0] : covering[-1][1]].strip()[:MAX_PASSAGE_CHARS]
         others = [line[a:b].strip() for a, b in spans if (a, b) not in covering]
         found.append((row["question"].strip(), positive, others, row["report"], holding))
-    where = [(name, i) for name in paragraphs for i in range(len(paragraphs[name]))]
+    where = [(name, i) for name in paragraphs for i in range(len(paragraphs[name]))]  # a paragraph's place
     pool = [
         (paragraphs[name][i][a:b].strip(), number)
         for number, (name, i) in enumerate(where)
@@ -163,10 +163,10 @@ def asked_examples(path: Path, reports: Path, rng: random.Random) -> list[Exampl
     examples = []
     for (question, positive, others, report, holding), candidates in zip(found, retrieved, strict=True):
         negatives = [rng.choice(others)] if others else []
-        elsewhere = next(
-            (pool[i][0] for i in candidates if where[pool[i][1]][0] == report and where[pool[i][1]][1] != holding),
-            None,
+        same_report = (
+            pool[i][0] for i in candidates if where[pool[i][1]] != (report, holding) and where[pool[i][1]][0] == report
         )
+        elsewhere = next(same_report, None)
         if elsewhere is not None:
             negatives.append(elsewhere)
         examples.append(Example(question, positive, tuple(negatives), "asked"))
@@ -211,7 +211,9 @@ def training_examples(
     if reports is not None and report_share > 0:
         wanted = int(len(examples) * report_share / (1 - report_share))
         examples += report_examples(reports, rng)[:wanted]
-    if asked is not None and reports is not None and asked_share > 0:
+    if asked_share > 0:
+        if asked is None or reports is None:
+            raise ValueError("a share of written questions needs their file and the reports they were written on")
         written = asked_examples(asked, reports, rng)
         rng.shuffle(examples)
         examples = written + examples[: int(len(written) * (1 - asked_share) / asked_share)]

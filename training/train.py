@@ -226,6 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     recipe = recipe_from(args)
     if not args.cmrc.exists():
         parser.error(f"no training data at {args.cmrc}: pass --cmrc (CMRC 2018 train, SQuAD format)")
+    if recipe.asked_share > 0 and not (args.asked.exists() and args.reports.exists()):
+        parser.error(f"--asked-share needs the written questions ({args.asked}) and the reports ({args.reports})")
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     source = E5File(bundled_model_path())
