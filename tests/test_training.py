@@ -129,13 +129,40 @@ def test_a_sentence_two_questions_share_is_not_a_negative_of_either() -> None:
 
     batch = [Example("问一", "同一句。", ("别的句子。",), "t"), Example("问二", "同一句。", (), "t")]
     candidates = ["同一句。", "同一句。", "别的句子。"]
-    repeats = repeated_positives(batch, candidates)
+    repeats = repeated_positives(batch, candidates, [0, 1])
     assert repeats.tolist() == [[False, True, False], [True, False, False]]
     queries = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [1.0, 0.0]]), dim=1)
     passages = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]), dim=1)
     # Unmasked, each question is pushed away from its own answer's copy; masked, only the true negative counts.
     assert float(contrastive_loss(queries, passages, 0.05, repeats)) < float(contrastive_loss(queries, passages, 0.05))
     assert float(contrastive_loss(queries, passages, 0.05, repeats)) < 1e-6
+
+
+def test_a_question_nothing_answers_is_trained_towards_no_answer(tmp_path: Path) -> None:
+    import random
+
+    from training.data import Example, asked_examples
+    from training.train import batch_candidates, contrastive_loss
+
+    reports = _reports(tmp_path)
+    asked = asked_examples(_asked(tmp_path, reports), reports, random.Random(0), unanswerable=True)
+    house = next(e for e in asked if e.query == "明年房价会跌吗？")
+    # No positive; the on-topic sentence the writer named is its first negative.
+    assert not house.answerable and house.negatives[0] == "物价水平基本稳定。"
+
+    batch = [Example("问一", "答一。", ("别的。",), "t"), Example("问二", "", ("近的。",), "t")]
+    candidates, targets = batch_candidates(batch)
+    assert candidates == ["答一。", "别的。", "近的。"] and targets == [0, 3]
+    queries = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    close_to_the_second = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    away_from_it = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [-1.0, 0.0]])
+
+    away, close = (
+        float(contrastive_loss(queries, passages, 0.05, targets=torch.tensor(targets), no_answer_similarity=0.5))
+        for passages in (away_from_it, close_to_the_second)
+    )
+    # Low only when every sentence lies below the "no answer" similarity for the unanswerable question.
+    assert away < 1e-3 < close
 
 
 def test_cmrc_file_is_checked_before_use(tmp_path: Path) -> None:

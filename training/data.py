@@ -37,10 +37,16 @@ MIN_SENTENCE_CHARS = 8
 
 @dataclass(frozen=True, slots=True)
 class Example:
+    """A query, the sentence that answers it ("" for a question the text does not answer), and hard negatives."""
+
     query: str
     positive: str
     negatives: tuple[str, ...]
     source: str
+
+    @property
+    def answerable(self) -> bool:
+        return bool(self.positive)
 
 
 def evaluation_questions(paths: Iterable[Path]) -> set[str]:
@@ -128,8 +134,13 @@ def report_examples(folder: Path, rng: random.Random) -> list[Example]:
     return examples
 
 
-def asked_examples(path: Path, reports: Path, rng: random.Random) -> list[Example]:
-    """The written questions with the sentences that answer them (unanswerable ones have no positive: left out)."""
+def asked_examples(path: Path, reports: Path, rng: random.Random, unanswerable: bool = False) -> list[Example]:
+    """The written questions with the sentences that answer them.
+
+    An unanswerable question names the nearest on-topic span that does not answer it: with
+    `unanswerable`, it comes with no positive and that span's sentences as its first negative, for
+    a loss that can say "none of these"; without, it is left out.
+    """
     rows = [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
     paragraphs = {
         name: [line.strip() for line in (reports / name).read_text("utf-8").splitlines() if line.strip()]
@@ -137,7 +148,8 @@ def asked_examples(path: Path, reports: Path, rng: random.Random) -> list[Exampl
     }
     found: list[tuple[str, str, list[str], str, int]] = []  # question, positive, paragraph's others, report, paragraph
     for row in rows:
-        if row["kind"] == "unanswerable":
+        answerable = row["kind"] != "unanswerable"
+        if not (answerable or unanswerable):
             continue
         lines = paragraphs[row["report"]]
         answer = row["answer"].strip()
@@ -152,6 +164,8 @@ def asked_examples(path: Path, reports: Path, rng: random.Random) -> list[Exampl
             continue  # the answer lies in a fragment too short to be a sentence
         positive = line[covering[0][0] : covering[-1][1]].strip()[:MAX_PASSAGE_CHARS]
         others = [line[a:b].strip() for a, b in spans if (a, b) not in covering]
+        if not answerable:
+            positive, others = "", [positive]  # on topic, the nearest the report comes: the hardest negative
         found.append((row["question"].strip(), positive, others, row["report"], holding))
     where = [(name, i) for name in paragraphs for i in range(len(paragraphs[name]))]  # a paragraph's place
     pool = [
@@ -162,7 +176,7 @@ def asked_examples(path: Path, reports: Path, rng: random.Random) -> list[Exampl
     retrieved = _bm25_sentences(pool, [row[0] for row in found], depth=16)
     examples = []
     for (question, positive, others, report, holding), candidates in zip(found, retrieved, strict=True):
-        negatives = [rng.choice(others)] if others else []
+        negatives = [rng.choice(others) if positive else others[0]] if others else []
         same_report = (
             pool[i][0] for i in candidates if where[pool[i][1]] != (report, holding) and where[pool[i][1]][0] == report
         )
@@ -196,11 +210,13 @@ def training_examples(
     reword_share: float = 0.0,
     asked: Path | None = None,
     asked_share: float = 0.0,
+    unanswerable: bool = False,
     cmrc_sha256: str | None = CMRC_SHA256,
 ) -> list[Example]:
     """The shuffled mix; `report_share` of it from the reports, `reword_share` of CMRC's questions worded away.
 
-    With `asked`, the written questions make `asked_share` of the mix: the rest is drawn from the others.
+    With `asked`, the written questions make `asked_share` of the mix: the rest is drawn from the others;
+    with `unanswerable`, the written questions the reports do not answer are among them, without a positive.
     """
     rng = random.Random(seed)
     examples = cmrc_examples(cmrc, rng, cmrc_sha256)
@@ -214,7 +230,7 @@ def training_examples(
     if asked_share > 0:
         if asked is None or reports is None:
             raise ValueError("a share of written questions needs their file and the reports they were written on")
-        written = asked_examples(asked, reports, rng)
+        written = asked_examples(asked, reports, rng, unanswerable)
         rng.shuffle(examples)
         examples = written + examples[: int(len(written) * (1 - asked_share) / asked_share)]
     excluded = {scoring_form(question) for question in excluded}

@@ -1,9 +1,10 @@
 """Fine-tune the meaning model: `python -m training.train` (or `make train`). Resumes where it stopped.
 
 Contrastive training of question → answering sentence: each question's positive against its hard
-negatives (same paragraph, BM25's pick from another article) and every other sentence of the batch,
-at a low learning rate so the model stays close to the weights the product was calibrated on (the
-issue's probes: longer or faster training on CMRC drifts towards what the words leg already does).
+negatives (same paragraph, BM25's pick from another paragraph) and every other sentence of the batch,
+plus a fixed "no answer" candidate that the written questions the reports do not answer must prefer.
+Half of the mix is the questions written in the askers' words (`training/asked/`): CMRC alone,
+whose questions copy their answer's words, drifts towards what the words leg already does.
 Fixed seeds; the data's checksums, the settings and every checkpoint are written to the run folder,
 each write atomic, so a run can stop anywhere and continue in a later session on the same data.
 """
@@ -37,33 +38,50 @@ EVALUATION_SETS = (*sorted((SHARED / "eval").glob("*.jsonl")), *sorted((REPO / "
 
 @dataclass(frozen=True, slots=True)
 class Recipe:
-    steps: int = 80
+    steps: int = 300
     batch_size: int = 32
-    learning_rate: float = 1e-5
+    learning_rate: float = 3e-5
     warmup_steps: int = 10
     temperature: float = 0.05
     first_trained_layer: int = 0
     report_share: float = 0.5
     reword_share: float = 0.5
-    asked_share: float = 0.0
+    asked_share: float = 0.5
     max_query_tokens: int = 48
     max_passage_tokens: int = 96
     seed: int = 17
     save_every: int = 20
+    # Above 0: a "no answer" candidate at this similarity for every question; the written questions the
+    # reports do not answer must prefer it to every sentence, the others must rank their answer above it.
+    no_answer_similarity: float = 0.5
 
 
 def contrastive_loss(
-    queries: torch.Tensor, candidates: torch.Tensor, temperature: float, repeats: torch.Tensor | None = None
+    queries: torch.Tensor,
+    candidates: torch.Tensor,
+    temperature: float,
+    repeats: torch.Tensor | None = None,
+    *,
+    targets: torch.Tensor | None = None,
+    no_answer_similarity: float | None = None,
 ) -> torch.Tensor:
-    """Query i's positive is candidate i; every other candidate (hard negatives included) is a negative.
+    """Query i's positive is candidate `targets[i]` (default i); every other candidate (hard negatives
+    included) is a negative.
 
     `repeats[i, j]` marks candidate j as the same text as query i's positive: several questions of a
     batch may share their answering sentence, and it must not count against them as a negative.
+    With `no_answer_similarity`, one more candidate scores that similarity for every query; its index,
+    `len(candidates)`, is the target of a question nothing answers.
     """
     scores = queries @ candidates.T / temperature
     if repeats is not None:
         scores = scores.masked_fill(repeats, float("-inf"))
-    return torch.nn.functional.cross_entropy(scores, torch.arange(len(queries), device=queries.device))
+    if no_answer_similarity is not None:
+        none_of_these = torch.full((len(queries), 1), no_answer_similarity / temperature, device=scores.device)
+        scores = torch.cat([scores, none_of_these], dim=1)
+    if targets is None:
+        targets = torch.arange(len(queries), device=queries.device)
+    return torch.nn.functional.cross_entropy(scores, targets)
 
 
 class Run:
@@ -156,9 +174,24 @@ def batch_of(examples: Sequence[Example], recipe: Recipe, step: int) -> list[Exa
     return [examples[i] for i in order[start : start + recipe.batch_size]]
 
 
-def repeated_positives(batch: Sequence[Example], candidates: Sequence[str]) -> torch.Tensor:
+def batch_candidates(batch: Sequence[Example]) -> tuple[list[str], list[int]]:
+    """The batch's sentences (the positives first, then every negative) and each question's target among them:
+    its positive, or one past the last sentence ("no answer") for a question without one."""
+    positives = [e.positive for e in batch if e.answerable]
+    candidates = positives + [n for e in batch for n in e.negatives]
+    targets, answered = [], 0
+    for example in batch:
+        targets.append(answered if example.answerable else len(candidates))
+        answered += example.answerable
+    return candidates, targets
+
+
+def repeated_positives(batch: Sequence[Example], candidates: Sequence[str], targets: Sequence[int]) -> torch.Tensor:
     return torch.tensor(
-        [[j != i and text == example.positive for j, text in enumerate(candidates)] for i, example in enumerate(batch)]
+        [
+            [j != target and example.answerable and text == example.positive for j, text in enumerate(candidates)]
+            for example, target in zip(batch, targets, strict=True)
+        ]
     )
 
 
@@ -177,13 +210,15 @@ def train(run: Run, examples: Sequence[Example], source: E5File, device: torch.d
         while step < recipe.steps:
             batch = batch_of(examples, recipe, step)
             queries = tokenizer.batch([e.query for e in batch], QUERY_PREFIX, cut_at=recipe.max_query_tokens)
-            candidates = [e.positive for e in batch] + [n for e in batch for n in e.negatives]
+            candidates, targets = batch_candidates(batch)
             passages = tokenizer.batch(candidates, PASSAGE_PREFIX, cut_at=recipe.max_passage_tokens)
             loss = contrastive_loss(
                 embed(model, source, queries, device),
                 embed(model, source, passages, device),
                 recipe.temperature,
-                repeated_positives(batch, candidates).to(device),
+                repeated_positives(batch, candidates, targets).to(device),
+                targets=torch.tensor(targets, device=device),
+                no_answer_similarity=recipe.no_answer_similarity or None,
             )
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(recipe, step)
@@ -228,6 +263,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"no training data at {args.cmrc}: pass --cmrc (CMRC 2018 train, SQuAD format)")
     if recipe.asked_share > 0 and not (args.asked.exists() and args.reports.exists()):
         parser.error(f"--asked-share needs the written questions ({args.asked}) and the reports ({args.reports})")
+    if not 0 <= recipe.no_answer_similarity < 1:
+        parser.error("--no-answer-similarity is a cosine similarity below 1 (0: no such candidate)")
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     source = E5File(bundled_model_path())
@@ -241,6 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         reword_share=recipe.reword_share,
         asked=args.asked if args.asked.exists() else None,
         asked_share=recipe.asked_share,
+        unanswerable=recipe.no_answer_similarity > 0,
     )
     if args.limit:
         examples = examples[: args.limit]
