@@ -185,10 +185,11 @@ def choose_profile(bench: Bench, report: Callable[[str], None]) -> ModelProfile:
     # set's declines) and the guide's example is answered. Where no setting gets there, the fewest
     # answerable ones declined.
     def merit(profile: ModelProfile) -> tuple[bool, float, float, float]:
-        per_set = [summarise(bench.ask(name, profile)) for name in reworded]
-        within = all(s.wrongly_declined <= 0.04 * s.answerable for s in per_set)
+        per_set = [bench.ask(name, profile) for name in reworded]
+        each = [summarise(outcomes) for outcomes in per_set]
+        within = all(e.wrongly_declined <= 0.04 * e.answerable for e in each)
         within = within and bench.retriever(profile).search(MUST_ANSWER).answerable
-        s = summary(profile)
+        s = summarise([o for outcomes in per_set for o in outcomes])
         return (within, s.declined_unanswerable if within else -s.wrongly_declined, s.hit1, -profile.similarity_gain)
 
     best = max((ModelProfile(best_weight, sim, gain) for gain in GAINS for sim in similarities), key=merit)
