@@ -11,6 +11,8 @@
   each with the verbatim span that answers it; the sentences holding the span are the positive,
   another sentence of its paragraph and BM25's best sentence of another paragraph of the same
   report the hard negatives (the product's usual miss is the wrong paragraph of the right speech).
+  A question the report does not answer has no positive; the on-topic sentence its writer named is
+  its first negative, and the loss's "no answer" candidate its target (`training/train.py`).
 
 No question of an evaluation set may enter training: every query is checked against them.
 """
